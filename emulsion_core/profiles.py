@@ -1,0 +1,120 @@
+"""Run profiles (``smoke``, ``default``, ``paper``): dataset sizes and seeds, read from YAML.
+
+A profile file names every knob of a run; an unknown key or a bad value raises
+:class:`ProfileError` naming the key. Notebooks take ``profile`` and ``seed`` as papermill
+parameters and resolve everything else here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .paths import PACKAGE
+from .simconfig import ROTATED_SCANS, SAMPLES
+
+PROFILE_DIR = PACKAGE / "profiles"
+
+
+class ProfileError(ValueError):
+    """A profile file is missing, has an unknown key or a bad value (the message names it)."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A validated run profile.
+
+    events : {sample: {scan: raw events to simulate}} for rot0, rot45, rot90, rot0_repeat, test.
+    """
+
+    name: str
+    seed: int
+    dataset: str
+    samples: tuple
+    events: dict
+    validation_fraction: float
+    block_size: int
+    description: str = ""
+    path: str = ""
+
+    def scan_events(self, sample: str, scan: str) -> int:
+        return self.events[sample][scan]
+
+
+_KEYS = {"name", "seed", "dataset", "samples", "events", "validation_fraction", "block_size", "description"}
+
+
+def _fail(source, key, problem):
+    raise ProfileError(f"profile {source}: key '{key}': {problem}")
+
+
+def _int(source, key, value, minimum=0):
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        _fail(source, key, f"expected an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def load(name_or_path) -> Profile:
+    """Load a profile by name (``smoke``) or path to a YAML file, validating every key."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PROFILE_DIR / f"{name_or_path}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+        raise ProfileError(f"profile {name_or_path!r}: no such profile (known: {', '.join(known)})")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ProfileError(f"profile {path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ProfileError(f"profile {path}: expected a mapping of keys")
+    return from_dict(raw, source=str(path))
+
+
+def from_dict(raw: dict, source: str = "<dict>") -> Profile:
+    """Validate a profile mapping (see the YAML files for the layout)."""
+    for key in raw:
+        if key not in _KEYS:
+            _fail(source, key, f"unknown key (known: {', '.join(sorted(_KEYS))})")
+    for key in ("name", "seed", "dataset", "samples", "events"):
+        if key not in raw:
+            _fail(source, key, "missing")
+    seed = _int(source, "seed", raw["seed"])
+    samples = raw["samples"]
+    if not isinstance(samples, list) or not samples:
+        _fail(source, "samples", f"expected a non-empty list, got {samples!r}")
+    for s in samples:
+        if s not in SAMPLES:
+            _fail(source, "samples", f"unknown sample {s!r} (known: {', '.join(SAMPLES)})")
+    ev = raw["events"]
+    if not isinstance(ev, dict):
+        _fail(source, "events", "expected a mapping with 'rotated' and 'test'")
+    for key in ev:
+        if key not in ("rotated", "test"):
+            _fail(source, f"events.{key}", "unknown key (known: rotated, test)")
+    events = {s: {} for s in samples}
+    for group in ("rotated", "test"):
+        per = ev.get(group)
+        if not isinstance(per, dict):
+            _fail(source, f"events.{group}", "expected a mapping sample -> number of raw events")
+        for s in per:
+            if s not in samples:
+                _fail(source, f"events.{group}.{s}", "not one of the profile's samples")
+        for s in samples:
+            if s not in per:
+                _fail(source, f"events.{group}.{s}", "missing")
+            n = _int(source, f"events.{group}.{s}", per[s], minimum=1)
+            for scan in (ROTATED_SCANS if group == "rotated" else ("test",)):
+                events[s][scan] = n
+    vf = raw.get("validation_fraction", 0.4)
+    if isinstance(vf, bool) or not isinstance(vf, (int, float)) or not 0.0 < vf < 1.0:
+        _fail(source, "validation_fraction", f"expected a number in (0, 1), got {vf!r}")
+    name, dataset = raw["name"], raw["dataset"]
+    for key, value in (("name", name), ("dataset", dataset)):
+        if not isinstance(value, str) or not value or "/" in value:
+            _fail(source, key, f"expected a plain name, got {value!r}")
+    return Profile(name=name, seed=seed, dataset=dataset, samples=tuple(samples), events=events,
+                   validation_fraction=float(vf), block_size=_int(source, "block_size", raw.get("block_size", 1024), 64),
+                   description=str(raw.get("description", "")), path=source)

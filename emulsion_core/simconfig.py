@@ -1,0 +1,243 @@
+"""Configuration of the polarised plasmon-microscope simulator: every physical parameter in one place.
+
+Sources are cited with the keys of ``shared/research/physics.md``: [P21] the paper, [NW]/[DMPLA]
+V. Gentile's analysis code, [PHD] A. Golovatiuk's pipeline, [U18] Umemoto et al. A parameter
+marked ``assumption`` is not given by the experiment; the closing notes list them. Units are in
+the field names (``_nm``, ``_um``, ``_adu``, ``_deg``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+POLARISATIONS_DEG = tuple(22.5 * i for i in range(8))  # [P21] sec. 2, 8 angles over 180 deg
+SAMPLES = ("C30keV", "C60keV", "C100keV", "fog", "gamma")
+SIGNAL_SAMPLES = ("C30keV", "C60keV", "C100keV")
+ROTATED_SCANS = {"rot0": 0.0, "rot45": 45.0, "rot90": 90.0, "rot0_repeat": 0.0}  # [P21] 2.1
+TEST_SCAN = "test"
+
+
+@dataclass(frozen=True)
+class OpticsConfig:
+    """Microscope optics: pixel grid, point-spread function, polariser."""
+
+    pixel_size_nm: float = 27.52  # [NW] settings.mac, current library
+    image_size_px: int = 40  # [P21] sec. 2 (40 x 40 crops)
+    polarisation_deg: tuple = POLARISATIONS_DEG
+    psf_sigma_nm: float = 72.0  # estimate: FWHM 0.51 lambda/NA ~ 170 nm (physics.md a.1)
+    psf_elongation: float = 1.05  # major/minor ~5 % along the polarisation axis (a.1, estimate)
+    psf_angle_offset_deg: float = 12.0  # PSF long axis = polariser + 12 deg ([NW] phi_elliptic)
+    defocus_rayleigh_um: float = 0.36  # sigma grows 30 % at 0.3 um defocus (assumption d)
+    focus_offset_um: float = 0.125  # best-focus level within +- half a 0.25 um z-step (assumption)
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    """8-bit camera: gain per polarisation, noise, digitisation."""
+
+    camera_max: int = 255  # 8-bit camera ([DMDS] DMRImage, [P21] 3.2.1)
+    read_noise_adu: float = 1.5  # assumption d: 1-2 ADU
+    shot_noise_adu: float = 0.3  # variance added per ADU of signal (assumption: gain-like noise)
+    # instrumental brightness modulation with the polariser, older average ([NW] DMPlsFuncImages.C)
+    polarisation_gain: tuple = (1.0, 0.957, 0.909, 0.881, 0.887, 0.918, 0.962, 0.996)
+    background_jitter_adu: float = 0.8  # event-to-event spread of the optical background (assumption)
+
+
+@dataclass(frozen=True)
+class VibrationConfig:
+    """Per-polarisation image shifts, fixed in the microscope frame ([DMPLA] DMPlsDefinitions.h)."""
+
+    mu_x_nm: tuple = (-0.47, 0.08, 0.62, 0.83, 0.61, 0.10, -0.55, -1.04)
+    mu_y_nm: tuple = (0.09, -0.23, 0.05, 0.24, 0.20, 0.06, -0.16, -0.34)
+    sigma_x_nm: tuple = (5.13, 4.07, 3.38, 3.00, 3.02, 3.21, 3.82, 4.61)
+    sigma_y_nm: tuple = (4.09, 3.73, 3.58, 3.59, 3.67, 3.68, 3.81, 4.06)
+    rho: tuple = (0.003, 0.090, 0.115, 0.074, -0.011, -0.075, -0.126, -0.134)
+    # the paper's scans used a rotating polariser with stronger vibrations than the 2020 set-up
+    # the table above was measured with ([SR20], [P21] 2.1): free parameter, calibrated in issue 3
+    scale: float = 2.0
+
+
+@dataclass(frozen=True)
+class GrainConfig:
+    """Developed silver grains: straight filament segments with a dipolar plasmon response."""
+
+    segment_length_nm: tuple = (50.0, 22.0)  # mean, sd: SEM of C30 filaments ([NW] Filament_model)
+    segment_length_min_nm: float = 10.0
+    # segments per filament, C30 SEM counts 1..5 ([NW] C30V_segmentedfilaments.txt)
+    track_segment_weights: tuple = (43, 69, 26, 26, 15)
+    # fog grains: "mostly 1-2 segments" (assumption d)
+    fog_segment_weights: tuple = (45, 35, 12, 6, 2)
+    kink_sigma_deg: float = 60.0  # turn between consecutive segments (assumption)
+    response_ratio: tuple = (0.2, 0.6)  # short/long axis response r, uniform range (assumption d)
+    brightness_median_adu: float = 45.0  # peak over background of a grain (d: 20-100 ADU)
+    reference_length_nm: float = 60.0  # a segment of this length shines with the grain brightness
+    brightness_log_sigma: float = 0.35
+
+
+@dataclass(frozen=True)
+class TrackConfig:
+    """Carbon-ion tracks: range, direction, sensitised crystals along the path."""
+
+    # 3D mean range: 270 nm for 100 keV ([U18]); 30/60 keV by R ~ E^0.75 scaling (estimate)
+    range_mean_nm: dict = field(default_factory=lambda: {30: 110.0, 60: 180.0, 100: 270.0})
+    range_straggling: float = 0.27  # relative, longitudinal (estimate, physics.md a.4)
+    # in-plane scatter of the direction around the beam ([NW] Make_SRIM.C uses 13 deg; lower
+    # energies scatter more: assumption)
+    phi_scatter_deg: dict = field(default_factory=lambda: {30: 25.0, 60: 18.0, 100: 13.0})
+    dip_sigma_deg: float = 35.0  # angle out of the emulsion plane, |Normal| (assumption)
+    crystal_pitch_nm: float = 78.0  # 12.8 crystals per um ([NW] coord_crystals.txt)
+    sensitisation_prob: float = 0.8  # crystal hit -> latent image (assumption, 4.5 keV threshold)
+    grain_offset_nm: float = 20.0  # filament start off the track axis (crystal radius ~36 nm)
+
+
+@dataclass(frozen=True)
+class FogConfig:
+    """Thermal fog: one developed grain, with rare chance coincidences."""
+
+    coincidence_prob: float = 0.03  # "a few %" (physics.md d)
+    coincidence_max_nm: float = 200.0  # closer than the optical resolution
+    brightness_scale: float = 0.85  # fog sample: thicker layer, dimmer grains ([P21] 3.2.1; assumption)
+
+
+@dataclass(frozen=True)
+class ElectronConfig:
+    """Gamma-induced (Compton) electrons: a few sensitised crystals along a curly path."""
+
+    grains_mean: float = 2.5  # 2 + Poisson(0.5) grains (assumption, [NW] Electron_clustering)
+    step_nm: float = 150.0  # DBSCAN 0.15 um small-cluster scale ([NW] Definitions.h)
+
+
+@dataclass(frozen=True)
+class InstrumentConfig:
+    """Instrumental events that data cleaning must remove."""
+
+    dust_sigma_px: tuple = (5.0, 9.0)  # large, bright blobs (a.7: > 126 px or > 100 ADU)
+    dust_brightness_adu: tuple = (90.0, 230.0)
+    noise_brightness_adu: tuple = (2.0, 6.0)  # dim, few pixels (a.7: npx <= 10)
+    noise_sigma_px: float = 0.9
+    nanoparticle_brightness_adu: tuple = (40.0, 90.0)  # surface focus aids ([S19])
+    nanoparticle_depth_um: float = 0.4  # spread inside the surface
+    neighbour_distance_px: tuple = (8.0, 15.0)  # second, optically resolved grain (non-isolated)
+    scratch_grains: tuple = (1, 3)  # debris grains per event in dense regions
+
+
+@dataclass(frozen=True)
+class AreaConditions:
+    """Conditions of one scanned area of a sample (they differ between training and test areas)."""
+
+    background_adu: float = 24.0  # optical background level (d: 20-30 ADU)
+    contamination: float = 0.0  # fraction of fog-like events in a carbon area
+    # raw-event fractions of instrumental kinds
+    dust: float = 0.02
+    noise: float = 0.03
+    nanoparticle: float = 0.02
+    neighbour: float = 0.05
+    events_per_view: float = 300.0  # [PHD]: fog 61-159 raw candidates per view
+    dense_view_fraction: float = 0.02  # views on scratches / imperfections
+    dense_view_factor: float = 6.0  # event density there, relative
+
+
+def _carbon_area(**kw) -> AreaConditions:
+    return AreaConditions(**{"background_adu": 24.0, "events_per_view": 300.0, **kw})
+
+
+def _default_areas() -> dict:
+    # Keys: (sample, "train") for the rotated scans, (sample, "test") for the independent test area.
+    fog_common = dict(dust=0.10, noise=0.20, nanoparticle=0.22, neighbour=0.12,
+                      events_per_view=130.0, dense_view_fraction=0.08)
+    return {
+        # the damaged C30keV sample ([P21] sec. 2): fog-like contamination, more in the test area
+        # (assumption chosen from NEWSnet's 23 % -> 12 % C30keV efficiency drop, Table 1)
+        "C30keV/train": _carbon_area(contamination=0.03, dust=0.04, noise=0.04),
+        "C30keV/test": _carbon_area(contamination=0.25, dust=0.04, noise=0.04),
+        "C60keV/train": _carbon_area(contamination=0.01),
+        "C60keV/test": _carbon_area(contamination=0.01),
+        "C100keV/train": _carbon_area(contamination=0.01),
+        "C100keV/test": _carbon_area(contamination=0.01),
+        # fog: thicker layer, brighter optical background; the test area is cleaner ([P21] 3.2.1)
+        "fog/train": AreaConditions(background_adu=28.0, **fog_common),
+        "fog/test": AreaConditions(background_adu=26.0, **fog_common),
+        "gamma/train": AreaConditions(background_adu=25.0, events_per_view=200.0),
+        "gamma/test": AreaConditions(background_adu=25.0, events_per_view=200.0),
+    }
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """All parameters of the simulator. ``to_json``/``from_json`` round-trip it into scan files."""
+
+    optics: OpticsConfig = field(default_factory=OpticsConfig)
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    vibration: VibrationConfig = field(default_factory=VibrationConfig)
+    grain: GrainConfig = field(default_factory=GrainConfig)
+    track: TrackConfig = field(default_factory=TrackConfig)
+    fog: FogConfig = field(default_factory=FogConfig)
+    electron: ElectronConfig = field(default_factory=ElectronConfig)
+    instrument: InstrumentConfig = field(default_factory=InstrumentConfig)
+    areas: dict = field(default_factory=_default_areas)
+    # emulsion layer: surfaces at +-23 um, just outside the experiment's +-22 um window (a.5)
+    layer_thickness_um: float = 46.0
+    view_size_um: tuple = (60.0, 45.0)  # field of view ([NW] settings.mac)
+    beam_phi_deg: float = 0.0  # beam along 0 deg in the emulsion frame ([P21] 2.1)
+    max_segments: int = 32  # per event; more are dropped (faintest first)
+
+    def area(self, sample: str, scan: str) -> AreaConditions:
+        """Conditions of the area that ``scan`` of ``sample`` images."""
+        return self.areas[f"{sample}/{'test' if scan == TEST_SCAN else 'train'}"]
+
+    def replace(self, **changes) -> "SimulatorConfig":
+        """A copy with nested changes, e.g. ``replace(vibration={"scale": 0})``."""
+        kw = {}
+        for key, value in changes.items():
+            current = getattr(self, key)
+            if isinstance(value, dict) and dataclasses.is_dataclass(current):
+                kw[key] = dataclasses.replace(current, **value)
+            else:
+                kw[key] = value
+        return dataclasses.replace(self, **kw)
+
+    def to_json(self) -> str:
+        """JSON text of every parameter (stored as the ``simulator_config`` attribute)."""
+        def enc(obj):
+            if dataclasses.is_dataclass(obj):
+                return {f.name: enc(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+            if isinstance(obj, dict):
+                return {str(k): enc(v) for k, v in obj.items()}
+            if isinstance(obj, (tuple, list)):
+                return [enc(v) for v in obj]
+            if isinstance(obj, np.generic):
+                return obj.item()
+            return obj
+        return json.dumps(enc(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "SimulatorConfig":
+        raw = json.loads(text)
+        sub = {"optics": OpticsConfig, "camera": CameraConfig, "vibration": VibrationConfig,
+               "grain": GrainConfig, "track": TrackConfig, "fog": FogConfig,
+               "electron": ElectronConfig, "instrument": InstrumentConfig}
+        kw = {}
+        for key, value in raw.items():
+            if key in sub:
+                cls_ = sub[key]
+                fixed = {}
+                for f in dataclasses.fields(cls_):
+                    v = value[f.name]
+                    if isinstance(v, list):
+                        v = tuple(v)
+                    if isinstance(v, dict):
+                        v = {int(k): x for k, x in v.items()}
+                    fixed[f.name] = v
+                kw[key] = cls_(**fixed)
+            elif key == "areas":
+                kw[key] = {k: AreaConditions(**v) for k, v in value.items()}
+            else:
+                kw[key] = tuple(value) if isinstance(value, list) else value
+        return cls(**kw)
+
+
+ENERGY_KEV = {"C30keV": 30, "C60keV": 60, "C100keV": 100, "fog": 0, "gamma": 0}

@@ -1,0 +1,339 @@
+"""Simulated scans of polarised plasmon-microscope images: samples, areas, views and events.
+
+A scan images one area of a sample. Its events are laid out on microscope views (some views
+lie on scratches, with many more events), get a depth in the emulsion layer, and a kind:
+the sample's physics (carbon ``track``, ``fog`` grain, gamma ``electron``), fog-like
+contamination, or an instrumental event for cleaning to remove (``dust``, ``noise``,
+``nanoparticle`` on the surfaces, ``non_isolated`` with a resolved neighbour, ``scratch``
+debris in dense views). Each block of events is rendered from its own seed, so a scan is
+reproducible and can be simulated block by block.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from . import grains as gr
+from .features import cluster_features
+from .io import CHUNK_EVENTS, DataFormatError, ScanWriter, compress_chunk, read_attrs, read_events, scan_path
+from .render import digitise, optical_images, vibration_shifts
+from .simconfig import (ENERGY_KEV, ROTATED_SCANS, SAMPLES, SIGNAL_SAMPLES, TEST_SCAN,
+                        SimulatorConfig)
+
+SIMULATOR_VERSION = "1.0"
+SCAN_ORDER = tuple(ROTATED_SCANS) + (TEST_SCAN,)
+KINDS = ("track", "fog", "electron", "dust", "noise", "nanoparticle", "non_isolated", "scratch")
+PRIMARY_KIND = {"C30keV": "track", "C60keV": "track", "C100keV": "track", "fog": "fog",
+                "gamma": "electron"}
+
+
+def rotation_of(scan: str) -> float:
+    """Emulsion rotation of a scan, degrees (the test areas are scanned unrotated)."""
+    return ROTATED_SCANS.get(scan, 0.0)
+
+
+def _seed(seed: int, *keys) -> np.random.SeedSequence:
+    """Independent stream for (seed, sample, scan, block...) regardless of processing order."""
+    words = [int(seed)] + [int.from_bytes(hashlib.sha256(str(k).encode()).digest()[:4], "little") for k in keys]
+    return np.random.SeedSequence(words)
+
+
+@dataclass
+class ScanLayout:
+    """Per-event bookkeeping of a scan before rendering (all arrays (N,))."""
+
+    kind: np.ndarray  # str
+    view: np.ndarray
+    view_density: np.ndarray
+    x_um: np.ndarray
+    y_um: np.ndarray
+    z_um: np.ndarray
+
+
+def scan_layout(sample: str, scan: str, n_events: int, seed: int, cfg: SimulatorConfig) -> ScanLayout:
+    """Views, densities, positions, depths and kinds of the events of one scan."""
+    rng = np.random.default_rng(_seed(seed, sample, scan, "layout"))
+    area = cfg.area(sample, scan)
+    # views one after the other until the scan has n_events; a view on a scratch holds
+    # dense_view_factor times more events, the excess being scratch debris
+    mean_weight = 1.0 - area.dense_view_fraction + area.dense_view_fraction * area.dense_view_factor
+    n_views = int(n_events / (area.events_per_view * mean_weight) * 1.5) + 10
+    dense = rng.random(n_views) < area.dense_view_fraction
+    counts = rng.poisson(area.events_per_view * np.where(dense, area.dense_view_factor, 1.0))
+    counts = np.maximum(counts, 1)
+    n_views = int(np.searchsorted(np.cumsum(counts), n_events)) + 1
+    view = np.repeat(np.arange(n_views), counts[:n_views])[:n_events]
+    scratch = dense[view] & (rng.random(n_events) < 1.0 - 1.0 / area.dense_view_factor)
+    probs = {"dust": area.dust, "noise": area.noise, "nanoparticle": area.nanoparticle,
+             "non_isolated": area.neighbour, "fog": area.contamination if sample in SIGNAL_SAMPLES else 0.0}
+    names = list(probs) + [PRIMARY_KIND[sample]]
+    p = np.array(list(probs.values()) + [max(0.0, 1.0 - sum(probs.values()))])
+    kind = np.asarray(names, dtype=object)[rng.choice(len(names), n_events, p=p / p.sum())]
+    kind[scratch] = "scratch"
+    half = cfg.layer_thickness_um / 2.0
+    z = rng.uniform(-half, half, n_events)
+    surf = kind == "nanoparticle"
+    depth = np.abs(cfg.instrument.nanoparticle_depth_um * rng.standard_normal(int(surf.sum())))
+    z[surf] = np.where(rng.random(int(surf.sum())) < 0.5, half - depth, -half + depth)
+    vx, vy = cfg.view_size_um
+    cols = int(np.ceil(np.sqrt(n_views)))
+    x = (view % cols) * vx + rng.uniform(-vx / 2, vx / 2, n_events)
+    y = (view // cols) * vy + rng.uniform(-vy / 2, vy / 2, n_events)
+    return ScanLayout(kind.astype(str), view.astype(np.int32), counts[view].astype(np.int32),
+                      x.astype(np.float32), y.astype(np.float32), z.astype(np.float32))
+
+
+def _primary(sample: str, events: np.ndarray, rng, cfg: SimulatorConfig):
+    if sample in SIGNAL_SAMPLES:
+        return gr.track_grains(events, ENERGY_KEV[sample], cfg.beam_phi_deg, rng, cfg.track, cfg.grain)
+    if sample == "gamma":
+        return gr.electron_grains(events, rng, cfg.electron, cfg.grain)
+    return gr.fog_grains(events, rng, cfg.fog, cfg.grain)
+
+
+def render_events(sample: str, scan: str, kind: np.ndarray, z_um: np.ndarray,
+                  rng: np.random.Generator, cfg: SimulatorConfig):
+    """Render the events of one block.
+
+    kind : (N,) event kinds (see KINDS); z_um : (N,) depth in the layer.
+    Returns (images (N, P, H, W) uint8, truth DataFrame with the ``true_*`` columns).
+    """
+    n = len(kind)
+    idx = np.arange(n)
+    truth = {"true_kind": np.asarray(kind), "true_n_grains": np.zeros(n, np.int32),
+             "true_length_nm": np.zeros(n, np.float32),
+             "true_phi_deg": np.full(n, np.nan, np.float32),
+             "true_theta_deg": np.full(n, np.nan, np.float32)}
+    grain_parts, seg_parts = [], []
+
+    def put(events, g, t):
+        grain_parts.append(g)
+        for key in ("n_grains", "length_nm", "phi_deg", "theta_deg"):
+            truth["true_" + key][events] = t[key]
+
+    makers = {"fog": lambda e: gr.fog_grains(e, rng, cfg.fog, cfg.grain),
+              PRIMARY_KIND[sample]: lambda e: _primary(sample, e, rng, cfg),
+              "non_isolated": lambda e: _primary(sample, e, rng, cfg)}
+    for k, maker in makers.items():
+        ev = idx[kind == k]
+        if len(ev):
+            put(ev, *maker(ev))
+    # scratch debris: a few fog-like grains within 300 nm
+    ev = idx[kind == "scratch"]
+    if len(ev):
+        lo, hi = cfg.instrument.scratch_grains
+        ng = rng.integers(lo, hi + 1, len(ev))
+        owner = np.repeat(ev, ng)
+        pos = 150.0 * rng.standard_normal((owner.size, 3))
+        grain_parts.append(gr.Grains(owner, pos[:, 0], pos[:, 1], pos[:, 2],
+                                     gr.grain_brightness(owner.size, rng, cfg.grain), np.ones(owner.size, bool)))
+        truth["true_n_grains"][ev] = ng
+    if grain_parts:
+        seg_parts.append(gr.filaments(gr.Grains.concat(grain_parts), rng, cfg.grain))
+
+    inst, pix = cfg.instrument, cfg.optics.pixel_size_nm
+    ev = idx[kind == "dust"]
+    if len(ev):
+        seg_parts.append(gr.blobs(ev, 0.0, 0.0, 0.0, rng.uniform(*inst.dust_brightness_adu, len(ev)),
+                                  rng.uniform(*inst.dust_sigma_px, len(ev)) * pix))
+    ev = idx[kind == "nanoparticle"]
+    if len(ev):
+        seg_parts.append(gr.blobs(ev, 0.0, 0.0, 0.0, rng.uniform(*inst.nanoparticle_brightness_adu, len(ev)),
+                                  30.0, rng.uniform(0.7, 1.0, len(ev))))
+        truth["true_n_grains"][ev] = 1
+    seg = gr.Segments.concat(seg_parts) if seg_parts else gr.blobs(idx[:0], 0, 0, 0, 0, 0)
+
+    # centre each crop on the brightness barycentre of the event, focus on its brightest source
+    w = seg.amplitude_adu
+    wsum = np.bincount(seg.event, weights=w, minlength=n)
+    cx = np.bincount(seg.event, weights=w * seg.x_nm, minlength=n) / np.maximum(wsum, 1e-9)
+    cy = np.bincount(seg.event, weights=w * seg.y_nm, minlength=n) / np.maximum(wsum, 1e-9)
+    seg.x_nm = seg.x_nm - cx[seg.event]
+    seg.y_nm = seg.y_nm - cy[seg.event]
+    focus = np.zeros(n)
+    order = np.lexsort((-w, seg.event))
+    first = np.unique(seg.event[order], return_index=True)
+    focus[first[0]] = seg.z_nm[order][first[1]]
+    focus += 1000.0 * rng.uniform(-cfg.optics.focus_offset_um, cfg.optics.focus_offset_um, n)
+
+    # a resolved neighbour: a second fog grain 8-15 px away
+    ev = idx[kind == "non_isolated"]
+    if len(ev):
+        d = rng.uniform(*inst.neighbour_distance_px, len(ev)) * pix
+        a = rng.uniform(0, 2 * np.pi, len(ev))
+        g = gr.Grains(ev, d * np.cos(a), d * np.sin(a), focus[ev] + 150.0 * rng.standard_normal(len(ev)),
+                      gr.grain_brightness(len(ev), rng, cfg.grain), np.ones(len(ev), bool))
+        seg = gr.Segments.concat([seg, gr.filaments(g, rng, cfg.grain)])
+
+    em = gr.to_emitters(seg, n, focus, cfg.max_segments).rotated(rotation_of(scan))
+    shifts = vibration_shifts(n, rng, cfg.vibration)
+    offset = rng.uniform(-0.5, 0.5, (n, 2))
+    signal = optical_images(em, shifts, offset, cfg.optics, cfg.camera)
+    ev = idx[kind == "noise"]
+    if len(ev):
+        signal[ev] += _noise_clusters(len(ev), rng, cfg)
+    area = cfg.area(sample, scan)
+    background = area.background_adu + cfg.camera.background_jitter_adu * rng.standard_normal(n)
+    images = digitise(signal, background, rng, cfg.camera)
+    # truth angles in the microscope frame (the beam turns with the emulsion)
+    rot = rotation_of(scan)
+    truth["true_phi_deg"] = gr._axial(truth["true_phi_deg"] + rot).astype(np.float32)
+    return images, pd.DataFrame(truth)
+
+
+def _noise_clusters(m: int, rng, cfg: SimulatorConfig) -> np.ndarray:
+    """Dim, few-pixel camera-noise clusters that the online software took for an event."""
+    size = cfg.optics.image_size_px
+    grid = np.arange(size) - (size - 1) / 2
+    pos = rng.uniform(-1.0, 1.0, (m, 2))
+    s = cfg.instrument.noise_sigma_px
+    gx = np.exp(-0.5 * ((grid[None, :] - pos[:, :1]) / s) ** 2)
+    gy = np.exp(-0.5 * ((grid[None, :] - pos[:, 1:]) / s) ** 2)
+    amp = rng.uniform(*cfg.instrument.noise_brightness_adu, (m, len(cfg.optics.polarisation_deg)))
+    return (amp[:, :, None, None] * gy[:, None, :, None] * gx[:, None, None, :]).astype(np.float32)
+
+
+def scan_attrs(sample: str, scan: str, seed: int, cfg: SimulatorConfig) -> dict:
+    """File attributes of a simulated scan (DESIGN.md section 2)."""
+    rot = rotation_of(scan)
+    return {
+        "format_version": 1, "sample": sample, "is_signal": sample in SIGNAL_SAMPLES,
+        "energy_keV": float(ENERGY_KEV[sample]), "scan": scan, "rotation_deg": rot,
+        "area": "test" if scan == TEST_SCAN else "train",
+        "beam_phi_deg": float(gr._axial(cfg.beam_phi_deg + rot)),
+        "pixel_size_nm": cfg.optics.pixel_size_nm, "camera_max": cfg.camera.camera_max,
+        "polarisation_deg": list(cfg.optics.polarisation_deg),
+        "simulator_version": SIMULATOR_VERSION, "simulator_config": cfg.to_json(), "seed": int(seed),
+    }
+
+
+def simulate_block(sample: str, scan: str, layout: ScanLayout, start: int, stop: int, block: int,
+                   seed: int, cfg: SimulatorConfig) -> tuple[np.ndarray, pd.DataFrame]:
+    """Images and events table of events [start, stop) of a scan, from the block's own seed."""
+    sl = slice(start, stop)
+    rng = np.random.default_rng(_seed(seed, sample, scan, "block", block))
+    images, truth = render_events(sample, scan, layout.kind[sl], layout.z_um[sl], rng, cfg)
+    feats = cluster_features(images)
+    table = pd.DataFrame({
+        "event_id": np.arange(start, stop, dtype=np.int64), "view": layout.view[sl],
+        "x_um": layout.x_um[sl], "y_um": layout.y_um[sl], "z_um": layout.z_um[sl],
+        **{c: feats[c].to_numpy() for c in feats.columns},
+        "view_density": layout.view_density[sl], **{c: truth[c].to_numpy() for c in truth.columns},
+    })
+    return images, table
+
+
+def _block_job(args):
+    """Worker: simulate one block and compress its image chunks (runs in a child process)."""
+    sample, scan, layout, start, stop, block, seed, cfg, chunk = args
+    images, table = simulate_block(sample, scan, layout, start, stop, block, seed, cfg)
+    blobs = [compress_chunk(images[i:i + chunk], chunk) for i in range(0, len(images), chunk)]
+    return blobs, len(images), table
+
+
+def simulate_scan(path, sample: str, scan: str, n_events: int, seed: int,
+                  cfg: SimulatorConfig | None = None, block_size: int = 1024, progress=None,
+                  executor: Executor | None = None) -> Path:
+    """Simulate one scan into ``path`` (written atomically), block by block.
+
+    Blocks are independent (each has its own seed), so they may run in ``executor``'s worker
+    processes; the result does not depend on how many workers there are.
+    """
+    cfg = cfg or SimulatorConfig()
+    layout = scan_layout(sample, scan, n_events, seed, cfg)
+    size = cfg.optics.image_size_px
+    shape = (len(cfg.optics.polarisation_deg), size, size)
+    dtype = np.uint8 if cfg.camera.camera_max <= 255 else np.uint16
+    chunk = min(CHUNK_EVENTS, n_events)
+    block_size = max(chunk, (block_size // chunk) * chunk)  # blocks hold whole chunks
+    jobs = [(sample, scan, layout, a, min(a + block_size, n_events), b, seed, cfg, chunk)
+            for b, a in enumerate(range(0, n_events, block_size))]
+    results = executor.map(_block_job, jobs) if executor is not None else map(_block_job, jobs)
+    with ScanWriter(path, n_events, shape, dtype, scan_attrs(sample, scan, seed, cfg)) as w:
+        for blobs, n, table in results:
+            w.append_compressed(blobs, n, table)
+            if progress is not None:
+                progress.update(n)
+    return Path(path)
+
+
+def default_workers() -> int:
+    """Worker processes for simulation: the CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _is_complete(path: Path, sample: str, scan: str, n_events: int, seed: int, cfg: SimulatorConfig) -> bool:
+    if not path.exists():
+        return False
+    try:
+        attrs = read_attrs(path)
+        n = len(read_events(path))
+    except DataFormatError:
+        return False
+    return (attrs.get("seed") == seed and attrs.get("simulator_config") == cfg.to_json()
+            and attrs.get("sample") == sample and attrs.get("scan") == scan and n == n_events)
+
+
+def simulate_dataset(dataset_dir, events: dict, seed: int, samples=SAMPLES, cfg: SimulatorConfig | None = None,
+                     validation_fraction: float = 0.4, block_size: int = 1024, progress: bool = True,
+                     workers: int | None = None) -> Path:
+    """Simulate every scan of every sample into ``dataset_dir`` and write ``splits.csv``.
+
+    events : {sample: {scan: n_raw_events}} for the scans in SCAN_ORDER. A scan file already
+    there with the same seed, configuration and size is kept (resume after an interruption).
+    workers : processes rendering blocks in parallel (default: the usable CPU cores; 1 = none).
+    Returns the path of ``splits.csv``.
+    """
+    cfg = cfg or SimulatorConfig()
+    dataset_dir = Path(dataset_dir)
+    todo = [(s, sc, int(events[s][sc])) for s in samples for sc in SCAN_ORDER if events[s].get(sc, 0) > 0]
+    missing = [t for t in todo if not _is_complete(scan_path(dataset_dir, t[0], t[1]), *t, seed, cfg)]
+    workers = default_workers() if workers is None else workers
+    total = sum(n for *_, n in todo)
+    executor = None
+    if workers > 1 and sum(n for *_, n in missing) > 2 * block_size:
+        # fork: no re-import of the caller's __main__ (scripts without a main guard work);
+        # the workers never touch an open HDF5 file
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
+    try:
+        with tqdm(total=total, unit="ev", desc="simulate", disable=not progress) as bar:
+            bar.update(total - sum(n for *_, n in missing))
+            for sample, scan, n in missing:
+                path = scan_path(dataset_dir, sample, scan)
+                bar.set_postfix_str(path.name)
+                simulate_scan(path, sample, scan, n, seed, cfg, block_size, progress=bar, executor=executor)
+    finally:
+        if executor is not None:
+            executor.shutdown()
+    return write_splits(dataset_dir, todo, seed, validation_fraction)
+
+
+def write_splits(dataset_dir, scans, seed: int, validation_fraction: float) -> Path:
+    """``splits.csv``: a seeded random train/validation split of each rotated scan (so both
+    splits hold equal parts per rotation) and ``test`` for the independent test scans."""
+    rows = []
+    for sample, scan, n in scans:
+        name = scan_path(dataset_dir, sample, scan).name
+        ids = np.arange(n)
+        if scan == TEST_SCAN:
+            split = np.full(n, "test", dtype=object)
+        else:
+            rng = np.random.default_rng(_seed(seed, sample, scan, "split"))
+            split = np.full(n, "train", dtype=object)
+            split[rng.permutation(n)[: int(round(validation_fraction * n))]] = "validation"
+        rows.append(pd.DataFrame({"file": name, "event_id": ids, "split": split}))
+    out = Path(dataset_dir) / "splits.csv"
+    tmp = out.with_suffix(".csv.tmp")
+    pd.concat(rows, ignore_index=True).to_csv(tmp, index=False)
+    tmp.replace(out)
+    return out
