@@ -94,10 +94,11 @@ def cutflow(events: pd.DataFrame, cuts: CleaningCuts = CleaningCuts(), by: str =
     return table
 
 
-def removed_kinds(events: pd.DataFrame, cuts: CleaningCuts = CleaningCuts(), kind: str = "true_kind") -> pd.DataFrame:
-    """Simulated data: how many events of each true kind each cut removed (first cut wins)."""
+def removed_kinds(events: pd.DataFrame, cuts: CleaningCuts = CleaningCuts(), kind: str = "true_kind",
+                  by: str = "sample") -> pd.DataFrame:
+    """Simulated data: events of each (group, true kind) removed by each cut (first cut wins)."""
     removed = first_cut(cut_masks(events, cuts))
-    table = pd.crosstab(events[kind], removed).reindex(columns=list(CUTS) + ["kept"], fill_value=0)
+    table = pd.crosstab([events[by], events[kind]], removed).reindex(columns=list(CUTS) + ["kept"], fill_value=0)
     table.columns.name = None
     return table
 

@@ -13,7 +13,7 @@ import pandas as pd
 
 from . import io, paths
 from .profiles import Profile
-from .simconfig import SimulatorConfig
+from .simconfig import SAMPLES, SimulatorConfig
 from .simulate import SCAN_ORDER, simulate_dataset
 
 
@@ -54,6 +54,7 @@ def events_table(folder) -> pd.DataFrame:
         row = table[missing].iloc[0]
         raise io.DataFormatError(folder / "splits.csv", "split", f"no split for {row['file']}",
                                  event=int(row["event_id"]))
+    table["sample"] = pd.Categorical(table["sample"], categories=[s for s in SAMPLES if s in set(table["sample"])])
     order = {s: i for i, s in enumerate(SCAN_ORDER)}
     table["_o"] = table["scan"].map(order)
     return table.sort_values(["sample", "_o", "event_id"], kind="stable").drop(columns="_o").reset_index(drop=True)
@@ -76,3 +77,10 @@ def load_images(folder, rows: pd.DataFrame) -> np.ndarray:
         pos = np.flatnonzero(rows["file"].to_numpy() == name)
         out[pos[order]] = scan.images
     return out
+
+
+def scan_geometry(folder) -> tuple[list, float]:
+    """Polarisation angles (deg) and pixel size (nm) of a dataset, from its first scan file."""
+    name = io.read_splits(folder)["file"].iloc[0]
+    attrs = io.read_attrs(Path(folder) / name)
+    return attrs["polarisation_deg"], float(attrs["pixel_size_nm"])

@@ -114,21 +114,23 @@ class ScanWriter:
         n_full = (len(buf) // self.chunk) * self.chunk
         if self.written + len(buf) == self.n_events:
             n_full = len(buf)  # the last, possibly partial chunk
-        starts = range(0, n_full, self.chunk)
-        blobs = list(self.pool.map(lambda i: compress_chunk(buf[i:i + self.chunk], self.chunk, self.level), starts))
+        blobs = self.pool.map(lambda i: compress_chunk(buf[i:i + self.chunk], self.chunk, self.level),
+                              range(0, n_full, self.chunk))
+        self._write_chunks(list(blobs), n_full)
         self._pending = buf[n_full:]
-        self.append_compressed(blobs, n_full, None)
         self.events.append(events)
 
-    def append_compressed(self, blobs: list[bytes], n: int, events: pd.DataFrame | None) -> None:
+    def append_compressed(self, blobs: list[bytes], n: int, events: pd.DataFrame) -> None:
         """Add ``n`` events whose image chunks were compressed by :func:`compress_chunk`."""
         if len(self._pending):
-            raise ValueError("append_compressed after a partial append")
+            raise ValueError("append_compressed after a block that ended inside a chunk")
+        self._write_chunks(blobs, n)
+        self.events.append(events)
+
+    def _write_chunks(self, blobs: list[bytes], n: int) -> None:
         for i, blob in enumerate(blobs):
             self.images.id.write_direct_chunk((self.written + i * self.chunk, 0, 0, 0), blob)
         self.written += n
-        if events is not None:
-            self.events.append(events)
 
     def close(self) -> None:
         if self.written + len(self._pending) != self.n_events:

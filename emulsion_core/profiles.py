@@ -1,8 +1,9 @@
 """Run profiles (``smoke``, ``default``, ``paper``): dataset sizes and seeds, read from YAML.
 
 A profile file names every knob of a run; an unknown key or a bad value raises
-:class:`ProfileError` naming the key. Notebooks take ``profile`` and ``seed`` as papermill
-parameters and resolve everything else here.
+:class:`ProfileError` naming the key. ``run_all.sh`` passes the YAML file to papermill with
+``-f``, so its ``profile`` and ``seed`` keys become the notebooks' parameters; the notebooks
+resolve everything else here with :func:`resolve`.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class Profile:
         return self.events[sample][scan]
 
 
-_KEYS = {"name", "seed", "dataset", "samples", "events", "validation_fraction", "block_size", "description"}
+_KEYS = {"profile", "seed", "dataset", "samples", "events", "validation_fraction", "block_size", "description"}
 
 
 def _fail(source, key, problem):
@@ -78,7 +79,7 @@ def from_dict(raw: dict, source: str = "<dict>") -> Profile:
     for key in raw:
         if key not in _KEYS:
             _fail(source, key, f"unknown key (known: {', '.join(sorted(_KEYS))})")
-    for key in ("name", "seed", "dataset", "samples", "events"):
+    for key in ("profile", "seed", "dataset", "samples", "events"):
         if key not in raw:
             _fail(source, key, "missing")
     seed = _int(source, "seed", raw["seed"])
@@ -111,10 +112,24 @@ def from_dict(raw: dict, source: str = "<dict>") -> Profile:
     vf = raw.get("validation_fraction", 0.4)
     if isinstance(vf, bool) or not isinstance(vf, (int, float)) or not 0.0 < vf < 1.0:
         _fail(source, "validation_fraction", f"expected a number in (0, 1), got {vf!r}")
-    name, dataset = raw["name"], raw["dataset"]
-    for key, value in (("name", name), ("dataset", dataset)):
+    name, dataset = raw["profile"], raw["dataset"]
+    for key, value in (("profile", name), ("dataset", dataset)):
         if not isinstance(value, str) or not value or "/" in value:
             _fail(source, key, f"expected a plain name, got {value!r}")
     return Profile(name=name, seed=seed, dataset=dataset, samples=tuple(samples), events=events,
                    validation_fraction=float(vf), block_size=_int(source, "block_size", raw.get("block_size", 1024), 64),
                    description=str(raw.get("description", "")), path=source)
+
+
+def resolve(profile: str, seed: int | None = None) -> Profile:
+    """The profile a notebook runs with: ``load(profile)``, its seed replaced when given.
+
+    Another seed gives another run: its name and dataset get a ``-seed<N>`` suffix so that its
+    data, results and figures sit beside the profile's own instead of replacing them.
+    """
+    from dataclasses import replace
+    p = load(profile)
+    if seed is None or seed == p.seed:
+        return p
+    tag = f"-seed{int(seed)}"
+    return replace(p, seed=int(seed), name=p.name + tag, dataset=p.dataset + tag)

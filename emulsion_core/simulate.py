@@ -306,7 +306,8 @@ def simulate_dataset(dataset_dir, events: dict, seed: int, samples=SAMPLES, cfg:
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
     try:
-        with tqdm(total=total, unit="ev", desc="simulate", disable=not progress) as bar:
+        # progress=False forces the bar off; otherwise tqdm decides (TQDM_DISABLE=1 silences it)
+        with tqdm(total=total, unit="ev", desc="simulate", **({} if progress else {"disable": True})) as bar:
             bar.update(total - sum(n for *_, n in missing))
             for sample, scan, n in missing:
                 path = scan_path(dataset_dir, sample, scan)

@@ -1,0 +1,78 @@
+"""Command line: ``python -m emulsion_core {simulate,info,report} ...`` (also ``emulsion-dl``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _simulate(args) -> int:
+    from . import dataset, profiles
+    profile = profiles.load(args.profile)
+    if args.seed is not None:
+        from dataclasses import replace
+        profile = replace(profile, seed=args.seed)
+    from .simulate import simulate_dataset
+    folder = dataset.dataset_dir(profile)
+    splits = simulate_dataset(folder, profile.events, profile.seed, profile.samples,
+                              validation_fraction=profile.validation_fraction, block_size=profile.block_size,
+                              workers=args.workers)
+    print(f"dataset {profile.dataset}: {folder} ({splits.name} written)")
+    return 0
+
+
+def _info(args) -> int:
+    from . import io
+    status = 0
+    for path in args.files:
+        try:
+            attrs = io.read_attrs(path)
+            events = io.read_events(path)
+        except io.DataFormatError as err:
+            print(f"INVALID {err}", file=sys.stderr)
+            status = 1
+            continue
+        attrs.pop("simulator_config", None)
+        print(f"{path}: {len(events)} events, columns {', '.join(events.columns)}")
+        print("  " + json.dumps(attrs, default=str))
+    return status
+
+
+def _report(args) -> int:
+    from . import profiles, report
+    profile = profiles.load(args.profile)
+    durations = dict(d.split("=", 1) for d in args.duration or [])
+    path = report.write_index(profile, args.notebooks, durations)
+    print(f"report index: {path}")
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="emulsion_core", description="emulsion-dl command line")
+    sub = ap.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("simulate", help="simulate a profile's dataset into data/<dataset>/ (resumes)")
+    s.add_argument("--profile", default="default", help="profile name or YAML path (default: default)")
+    s.add_argument("--seed", type=int, default=None, help="override the profile's seed")
+    s.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    s.set_defaults(func=_simulate)
+    i = sub.add_parser("info", help="validate scan files and print their attributes")
+    i.add_argument("files", nargs="+")
+    i.set_defaults(func=_info)
+    r = sub.add_parser("report", help="write reports/<profile>/index.html")
+    r.add_argument("--profile", default="default")
+    r.add_argument("--duration", action="append", help="NOTEBOOK=SECONDS, repeatable")
+    r.add_argument("notebooks", nargs="*")
+    r.set_defaults(func=_report)
+    args = ap.parse_args(argv)
+    from .profiles import ProfileError
+    from .io import DataFormatError
+    try:
+        return args.func(args)
+    except (ProfileError, DataFormatError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Figures styled for a paper. Plot functions take results and return or fill matplotlib objects;
+they never recompute physics. ``save_figure`` writes PNG and PDF with stable metadata."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from . import paths
+
+SAMPLE_COLOURS = {"C30keV": "#1f77b4", "C60keV": "#9467bd", "C100keV": "#d62728", "fog": "#2ca02c",
+                  "gamma": "#8c564b"}
+STYLE = {"figure.dpi": 100, "savefig.dpi": 150, "font.size": 10, "axes.labelsize": 10,
+         "legend.fontsize": 8, "legend.frameon": False, "axes.spines.top": False, "axes.spines.right": False}
+
+
+def use_style() -> None:
+    """Apply the suite's paper style to matplotlib."""
+    plt.rcParams.update(STYLE)
+
+
+def save_figure(fig, name: str, profile: str) -> None:
+    """Write ``figures/<profile>/<name>.png`` and ``.pdf`` without time stamps."""
+    out = paths.figures_dir(profile)
+    for ext, meta in (("png", {"Software": None}), ("pdf", {"CreationDate": None, "Producer": None})):
+        fig.savefig(out / f"{name}.{ext}", metadata=meta, bbox_inches="tight")
+
+
+def polarisation_strips(examples: dict, polarisation_deg, pixel_size_nm: float):
+    """Paper Figure 1: each row one event, each column one polarisation image.
+
+    examples : {row label: (P, H, W) camera counts}. Each row shares one colour scale (ADU).
+    """
+    rows, p = len(examples), len(polarisation_deg)
+    fig, axes = plt.subplots(rows, p, figsize=(1.25 * p + 1.6, 1.3 * rows + 0.5), squeeze=False,
+                             layout="constrained")
+    for r, (label, images) in enumerate(examples.items()):
+        lo, hi = np.percentile(images, 1), images.max()
+        for c in range(p):
+            ax = axes[r, c]
+            im = ax.imshow(images[c], cmap="gray", vmin=lo, vmax=hi, origin="lower")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"{polarisation_deg[c]:g}°", fontsize=9)
+        axes[r, 0].set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center")
+        fig.colorbar(im, ax=axes[r, :], fraction=0.015, pad=0.01, label="ADU")
+    size_um = images.shape[-1] * pixel_size_nm / 1000
+    fig.suptitle(f"polarisation angle (each image {size_um:.2f} µm wide)", fontsize=10)
+    return fig
+
+
+def depth_distribution(ax, events: pd.DataFrame, window_um, surfaces_um=None, bins: int = 92):
+    """Event depth per sample (log scale), the accepted window and the surface layers."""
+    lo, hi = events["z_um"].min(), events["z_um"].max()
+    edges = np.linspace(np.floor(lo), np.ceil(hi), bins + 1)
+    for sample, group in events.groupby("sample", sort=False):
+        ax.hist(group["z_um"], bins=edges, histtype="step", color=SAMPLE_COLOURS.get(sample),
+                label=sample, density=True)
+    ax.set_yscale("log")
+    for edge in window_um:
+        ax.axvline(edge, color="k", ls="--", lw=1)
+    ax.axvspan(edges[0], window_um[0], color="0.85", zorder=0, label="surface layers (cut)")
+    ax.axvspan(window_um[1], edges[-1], color="0.85", zorder=0)
+    ax.set_xlabel("depth z (µm)")
+    ax.set_ylabel("events / µm (normalised)")
+    ax.legend(ncols=2)
+    return ax
+
+
+def cut_variable(ax, events: pd.DataFrame, column: str, cuts: list, xlabel: str, logx: bool = False,
+                 bins=60, integer: bool = False):
+    """Distribution of one cleaning variable per sample (log y) with its cut values drawn."""
+    values = events[column].to_numpy(dtype=float)
+    if integer:
+        edges = np.arange(values.min() - 0.5, values.max() + 1.5)
+    elif logx:
+        pos = values[values > 0]
+        edges = np.geomspace(max(pos.min(), 1e-2), pos.max() * 1.01, bins + 1)
+        if np.all(np.mod(values, 1) == 0):  # integer counts: bin edges between integers
+            edges = np.unique(np.floor(edges)) + 0.5
+    else:
+        edges = np.linspace(values.min(), values.max(), bins + 1)
+    for sample, group in events.groupby("sample", sort=False):
+        v = group[column].to_numpy(dtype=float)
+        ax.hist(np.clip(v, edges[0], edges[-1]), bins=edges, histtype="step", label=sample,
+                color=SAMPLE_COLOURS.get(sample), density=True)
+    for c in cuts:
+        ax.axvline(c, color="r", ls="--", lw=1.2)
+    if logx:
+        ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("fraction of events (normalised)")
+    return ax
+
+
+def cleaning_variables(events: pd.DataFrame, cuts):
+    """The six distributions the cleaning cuts act on, per sample, with the cut values.
+
+    cuts : :class:`emulsion_core.cleaning.CleaningCuts`. Returns the figure.
+    """
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7))
+    a = axes.ravel()
+    cut_variable(a[0], events, "view_density", [cuts.max_view_density], "events per view", logx=True)
+    cut_variable(a[1], events, "npx", [cuts.min_npx - 0.5, cuts.max_npx + 0.5], "cluster size npx (pixels)",
+                 logx=True)
+    cut_variable(a[2], events, "peak_adu", [cuts.min_peak_adu], "peak over background (ADU)", logx=True)
+    cut_variable(a[3], events, "brightness_mean", [cuts.max_brightness_mean_adu], "mean cluster brightness (ADU)")
+    cut_variable(a[4], events, "n_peaks", [cuts.max_peaks + 0.5], "optically resolved peaks", integer=True)
+    cut_variable(a[5], events, "z_um", list(cuts.z_window_um), "depth z (µm)")
+    a[0].legend(loc="upper right")
+    fig.tight_layout()
+    return fig

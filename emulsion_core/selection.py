@@ -1,0 +1,91 @@
+"""The cleaned event selection every later notebook starts from, and the tables around it.
+
+``clean_events(profile)`` simulates the data if missing, applies the cleaning cuts and writes
+``results/<profile>/clean_events.csv`` (file, event_id, sample, scan, split); later notebooks
+read it, or rebuild it when they run alone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import cleaning, dataset, paths
+from .profiles import Profile
+from .simulate import PRIMARY_KIND
+
+# [P21] Table 4: events after cleaning
+PAPER_TABLE4 = pd.DataFrame({"train": [39000, 39000, 51300], "validation": [26000, 26000, 34200],
+                             "test": [50000, 50000, 50000]}, index=pd.Index(["C30keV", "C100keV", "fog"], name="sample"))
+SPLITS = ("train", "validation", "test")
+
+
+def all_events(profile: Profile, progress: bool = True) -> pd.DataFrame:
+    """Every raw event of the profile's dataset (simulated first if missing), with the
+    cleaning decision: ``removed_by`` (first cut, or ``kept``) and ``clean`` (bool)."""
+    folder = dataset.ensure_dataset(profile, progress=progress)
+    table = dataset.events_table(folder)
+    table["removed_by"] = cleaning.first_cut(cleaning.cut_masks(table))
+    table["clean"] = table["removed_by"] == "kept"
+    return table
+
+
+def clean_events(profile: Profile, rebuild: bool = False, progress: bool = True) -> pd.DataFrame:
+    """Events that pass cleaning (all columns), cached as ``results/<profile>/clean_events.csv``."""
+    path = paths.results_dir(profile.name) / "clean_events.csv"
+    if path.exists() and not rebuild:
+        keys = pd.read_csv(path)
+        table = dataset.events_table(dataset.ensure_dataset(profile, progress=progress))
+        return keys[["file", "event_id"]].merge(table, on=["file", "event_id"], how="left", validate="one_to_one")
+    table = all_events(profile, progress)
+    kept = table[table["clean"]].reset_index(drop=True)
+    kept[["file", "event_id", "sample", "scan", "split"]].to_csv(path, index=False)
+    return kept
+
+
+def split_counts(table: pd.DataFrame) -> pd.DataFrame:
+    """Events per sample and split (rows: samples; columns: train, validation, test, total)."""
+    counts = pd.crosstab(table["sample"], table["split"]).reindex(columns=list(SPLITS), fill_value=0)
+    counts["total"] = counts.sum(axis=1)
+    counts.columns.name = None
+    return counts
+
+
+def table4_comparison(clean: pd.DataFrame) -> pd.DataFrame:
+    """Clean events per split next to the paper's Table 4 and their ratio."""
+    ours = split_counts(clean).loc[lambda d: d.index.isin(PAPER_TABLE4.index), list(SPLITS)]
+    rows = {}
+    for split in SPLITS:
+        rows[(split, "this run")] = ours[split]
+        rows[(split, "paper")] = PAPER_TABLE4[split]
+        rows[(split, "ratio")] = (ours[split] / PAPER_TABLE4[split]).round(3)
+    return pd.DataFrame(rows).reindex(PAPER_TABLE4.index)
+
+
+def example_events(table: pd.DataFrame, quantile: float = 0.75) -> pd.DataFrame:
+    """One kept event per sample (its physics kind) and one removed event per instrumental
+    kind: the one whose peak brightness is nearest the ``quantile`` of its group (visible
+    but typical). Deterministic; rows carry a ``label``."""
+    picks = []
+    for sample, group in table[table["clean"]].groupby("sample", sort=False):
+        g = group[group["true_kind"] == PRIMARY_KIND[sample]] if "true_kind" in group else group
+        picks.append(_typical(g, quantile).assign(label=f"{sample}\n(kept)"))
+    if "true_kind" in table:
+        removed = table[~table["clean"]]
+        for kind in ("dust", "noise", "nanoparticle", "non_isolated", "scratch"):
+            g = removed[removed["true_kind"] == kind]
+            if len(g):
+                picks.append(_typical(g, quantile).assign(label=f"{kind}\n(cut: {g['removed_by'].mode().iloc[0]})"))
+    return pd.concat(picks, ignore_index=True)
+
+
+def _typical(group: pd.DataFrame, quantile: float) -> pd.DataFrame:
+    target = group["peak_adu"].quantile(quantile)
+    i = int(np.argmin(np.abs(group["peak_adu"].to_numpy() - target)))
+    return group.iloc[[i]]
+
+
+def truth_purity(table: pd.DataFrame) -> pd.DataFrame:
+    """Simulated data: purity and cleaning efficiency per sample (see :func:`cleaning.purity`)."""
+    wanted = {s: PRIMARY_KIND[s] for s in table["sample"].unique()}
+    return cleaning.purity(table, table["clean"].to_numpy(), wanted)

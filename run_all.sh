@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Regenerate every figure and table: simulate the profile's dataset if missing, run the notebooks
+# in order with papermill, render each to HTML, and write reports/<profile>/index.html.
+#
+#   ./run_all.sh [--profile smoke|default|paper|FILE.yaml] [--output DIR]
+#
+# --output DIR puts data/, results/, figures/ and reports/ under DIR instead of this checkout.
+# The first run creates .venv and installs the suite (scripts/bootstrap.sh).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+profile=default
+output=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --profile) profile="$2"; shift 2 ;;
+        --profile=*) profile="${1#*=}"; shift ;;
+        --output) output="$2"; shift 2 ;;
+        --output=*) output="${1#*=}"; shift ;;
+        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+        *) echo "run_all.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+    esac
+done
+cd "$here"
+source "$here/scripts/bootstrap.sh"
+if [ -n "$output" ]; then
+    mkdir -p "$output"
+    export EMULSION_DL_ROOT="$(cd "$output" && pwd)"
+fi
+export PYTHONHASHSEED=0
+profile_file="$profile"
+[ -f "$profile_file" ] || profile_file="$here/emulsion_core/profiles/$profile.yaml"
+[ -f "$profile_file" ] || { echo "run_all.sh: no profile '$profile' (emulsion_core/profiles/*.yaml or a YAML path)" >&2; exit 2; }
+name="$(python -c "import sys; from emulsion_core import profiles; print(profiles.load(sys.argv[1]).name)" "$profile_file")"
+root="${EMULSION_DL_ROOT:-$here}"
+reports="$root/reports/$name"
+mkdir -p "$reports"
+echo "== emulsion-dl: profile $name, outputs under $root"
+
+start=$(date +%s)
+python -m emulsion_core simulate --profile "$profile_file"
+
+durations=()
+notebooks=()
+for nb in "$here"/notebooks/[0-9][0-9]_*.ipynb; do
+    base="$(basename "$nb" .ipynb)"
+    echo "== $base"
+    t0=$(date +%s)
+    if ! papermill "$nb" "$reports/$base.ipynb" -f "$profile_file" -k python3 --cwd "$here/notebooks" \
+            --no-progress-bar --log-level WARNING > "$reports/$base.log" 2>&1; then
+        echo "run_all.sh: notebook $base failed; its error:" >&2
+        python - "$reports/$base.ipynb" <<'PY' >&2 || tail -n 30 "$reports/$base.log" >&2
+import sys, nbformat
+nb = nbformat.read(sys.argv[1], as_version=4)
+for cell in nb.cells:
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "error":
+            print(f"  {out['ename']}: {out['evalue']}")
+            print("  in cell:\n    " + cell.source.replace("\n", "\n    "))
+            raise SystemExit(0)
+raise SystemExit(1)
+PY
+        echo "(executed notebook: $reports/$base.ipynb, log: $reports/$base.log)" >&2
+        exit 1
+    fi
+    jupyter nbconvert --to html --no-input --log-level WARN "$reports/$base.ipynb" --output-dir "$reports" >> "$reports/$base.log" 2>&1
+    notebooks+=("$base")
+    durations+=(--duration "$base=$(( $(date +%s) - t0 ))")
+done
+python -m emulsion_core report --profile "$profile_file" "${durations[@]}" "${notebooks[@]}"
+echo "== done in $(( $(date +%s) - start )) s: open $reports/index.html"

@@ -1,0 +1,52 @@
+"""The whole chain as a user runs it: run_all.sh on the smoke profile into a temporary folder."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from emulsion_core import paths
+
+RUN_ALL = paths.REPO / "run_all.sh"
+
+
+def _run(args, root, env_extra=None):
+    env = {**os.environ, "EMULSION_VENV": str(Path(sys.prefix)), **(env_extra or {})}
+    return subprocess.run([str(RUN_ALL), *args, "--output", str(root)], capture_output=True, text=True, env=env,
+                          timeout=1200)
+
+
+@pytest.mark.slow
+def test_run_all_smoke_writes_every_output(tmp_path):
+    proc = _run(["--profile", "smoke"], tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    reports = tmp_path / "reports" / "smoke"
+    notebooks = sorted(p.stem for p in paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    assert notebooks, "no notebooks found"
+    for nb in notebooks:
+        assert (reports / f"{nb}.ipynb").exists()
+        html = (reports / f"{nb}.html").read_text()
+        assert "<html" in html and "Traceback" not in html
+    index = (reports / "index.html").read_text()
+    for needle in ("smoke", "20210622", "git commit", "numpy"):
+        assert needle in index
+    figures = tmp_path / "figures" / "smoke"
+    for name in ("fig1_polarisation_strips", "cleaning_depth", "cleaning_variables"):
+        assert (figures / f"{name}.png").stat().st_size > 5000
+        assert (figures / f"{name}.pdf").read_bytes()[:4] == b"%PDF"
+    clean = pd.read_csv(tmp_path / "results" / "smoke" / "clean_events.csv")
+    assert set(clean["split"]) == {"train", "validation", "test"}
+    flow = pd.read_csv(tmp_path / "results" / "smoke" / "cutflow.csv", index_col=0)
+    assert (flow["left"] == clean.groupby("sample").size().reindex(flow.index)).all()
+    assert (tmp_path / "data" / "smoke" / "splits.csv").exists()
+
+
+def test_run_all_rejects_a_bad_profile(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((paths.PACKAGE / "profiles" / "smoke.yaml").read_text() + "\nepochs: 3\n")
+    proc = _run(["--profile", str(bad)], tmp_path / "out")
+    assert proc.returncode != 0
+    assert "'epochs'" in proc.stderr
