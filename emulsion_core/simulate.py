@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bar: works in terminals and notebooks, no ipywidgets needed
 
 from . import grains as gr
 from .features import cluster_features

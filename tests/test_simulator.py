@@ -10,7 +10,7 @@ from emulsion_core.render import Emitters, digitise, optical_images, plasmon_res
 from emulsion_core.simconfig import SimulatorConfig, TrackConfig, VibrationConfig
 from emulsion_core.simulate import render_events, simulate_dataset, simulate_scan
 
-from conftest import barycentres
+from conftest import barycentres  # noqa: E402  (repository-root conftest)
 
 CFG = SimulatorConfig()
 NO_VIBRATION = CFG.replace(vibration={"scale": 0.0, "mu_x_nm": (0.0,) * 8, "mu_y_nm": (0.0,) * 8})

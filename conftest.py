@@ -1,4 +1,6 @@
-"""Test set-up: quiet, deterministic notebooks and helpers shared by the physics tests."""
+"""Test set-up for tests/ and the nbval run over notebooks/: quiet, deterministic, stderr not compared.
+
+At the repository root so that its hooks apply to both folders."""
 
 import os
 
