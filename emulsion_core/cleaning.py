@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from .metrics import format_fraction
+
 CUTS = ("dense_area", "too_few_pixels", "too_dim", "too_bright", "not_isolated", "surface")
 CUT_LABELS = {
     "dense_area": "high event density area",
@@ -83,13 +85,15 @@ def clean(events: pd.DataFrame, cuts: CleaningCuts = CleaningCuts()) -> np.ndarr
 def cutflow(events: pd.DataFrame, cuts: CleaningCuts = CleaningCuts(), by: str = "sample") -> pd.DataFrame:
     """Cut-flow per group: events in, removed by each cut in order, and left (counts).
 
-    Rows are the groups of ``by``; columns ``in``, one per cut, ``left``, ``yield`` (fraction).
+    Rows are the groups of ``by``; columns ``in``, one per cut, ``left``, ``yield`` (fraction)
+    and ``yield (68% CL)`` (text, the fraction with its Clopper-Pearson interval).
     """
     removed = first_cut(cut_masks(events, cuts))
     table = pd.crosstab(events[by], removed).reindex(columns=list(CUTS) + ["kept"], fill_value=0)
     table.insert(0, "in", table.sum(axis=1))
     table = table.rename(columns={"kept": "left"})
     table["yield"] = table["left"] / table["in"]
+    table["yield (68% CL)"] = [format_fraction(k, n) for k, n in zip(table["left"], table["in"])]
     table.columns.name = None
     return table
 
@@ -113,7 +117,9 @@ def purity(events: pd.DataFrame, mask: np.ndarray, wanted: dict, kind: str = "tr
     for name, group in events.groupby(by, sort=False):
         good = group[kind].to_numpy() == wanted[name]
         keep = mask[events.index.get_indexer(group.index)]
-        rows.append({by: name, "kept": int(keep.sum()), "wanted_kept": int((keep & good).sum()),
-                     "purity": (keep & good).sum() / max(keep.sum(), 1),
-                     "efficiency": (keep & good).sum() / max(good.sum(), 1)})
+        k_good, n_keep, n_good = int((keep & good).sum()), int(keep.sum()), int(good.sum())
+        rows.append({by: name, "kept": n_keep, "wanted_kept": k_good,
+                     "purity": k_good / max(n_keep, 1), "efficiency": k_good / max(n_good, 1),
+                     "purity (68% CL)": format_fraction(k_good, n_keep),
+                     "efficiency (68% CL)": format_fraction(k_good, n_good)})
     return pd.DataFrame(rows).set_index(by)
