@@ -48,6 +48,19 @@ def _report(args) -> int:
     return 0
 
 
+def _calibrate(args) -> int:
+    from . import calibrate
+    params, summary, history = calibrate.calibrate(args.calls, args.events, args.seed, args.checkpoint)
+    print("calibrated free parameters (set them as SimulatorConfig defaults):")
+    for k, v in params.items():
+        print(f"  {k} = {v:.4g}")
+    print(f"threshold at 30% C100keV: {summary.threshold_nm:.1f} nm (target 42.3 +- 5)")
+    for k, v in summary.efficiency.items():
+        print(f"  {k}: {100 * v:.1f} % above threshold")
+    print(f"chi2 = {summary.chi2():.2f} after {len(history)} calls")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="emulsion_core", description="emulsion-dl command line")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -64,6 +77,13 @@ def main(argv=None) -> int:
     r.add_argument("--duration", action="append", help="NOTEBOOK=SECONDS, repeatable")
     r.add_argument("notebooks", nargs="*")
     r.set_defaults(func=_report)
+    c = sub.add_parser("calibrate", help="fit the simulator's free parameters to the paper's barshift numbers")
+    c.add_argument("--calls", type=int, default=30, help="Gaussian-process evaluations (default 30)")
+    c.add_argument("--events", type=int, default=3000, help="clean events per sample per evaluation")
+    c.add_argument("--seed", type=int, default=2021)
+    c.add_argument("--checkpoint", default="results/calibration/simulator.json",
+                   help="history file, updated after every call; a rerun resumes from it")
+    c.set_defaults(func=_calibrate)
     args = ap.parse_args(argv)
     from .profiles import ProfileError
     from .io import DataFormatError

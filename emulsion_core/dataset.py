@@ -60,22 +60,38 @@ def events_table(folder) -> pd.DataFrame:
     return table.sort_values(["sample", "_o", "event_id"], kind="stable").drop(columns="_o").reset_index(drop=True)
 
 
-def load_images(folder, rows: pd.DataFrame) -> np.ndarray:
-    """Images (len(rows), P, H, W) of the events ``rows`` (with ``file`` and ``event_id``), in order."""
+def load_images(folder, rows: pd.DataFrame, block_size: int = 4096) -> np.ndarray:
+    """Images (len(rows), P, H, W) of the events ``rows`` (with ``file`` and ``event_id``), in order.
+
+    Each file is streamed in blocks and the wanted events picked out, which is much faster
+    than scattered reads of compressed chunks when many events are wanted.
+    """
     folder = Path(folder)
     out = None
-    for name, group in rows.groupby("file", sort=False):
+    names = rows["file"].to_numpy()
+    for name in pd.unique(names):
+        pos_out = np.flatnonzero(names == name)
         ids = pd.Index(io.read_events(folder / name)["event_id"])
-        idx = ids.get_indexer(group["event_id"].to_numpy())  # positions in the file
-        if (idx < 0).any():
+        wanted = ids.get_indexer(rows["event_id"].to_numpy()[pos_out])  # positions in the file
+        if (wanted < 0).any():
             raise io.DataFormatError(folder / name, "event_id", "no such event",
-                                     event=int(group["event_id"].to_numpy()[np.argmax(idx < 0)]))
-        order = np.argsort(idx)
-        scan = io.read_scan(folder / name, events=idx[order])
+                                     event=int(rows["event_id"].to_numpy()[pos_out][np.argmax(wanted < 0)]))
+        order = np.argsort(wanted)
+        wanted, pos_out = wanted[order], pos_out[order]
+        if len(wanted) < 64:  # a few events: direct reads
+            images = io.read_scan(folder / name, events=wanted).images
+        else:
+            parts, start = [], 0
+            for block, _ in io.iter_scan_blocks(folder / name, block_size):
+                sel = wanted[(wanted >= start) & (wanted < start + len(block))] - start
+                parts.append(block[sel])
+                start += len(block)
+                if start > wanted[-1]:
+                    break
+            images = np.concatenate(parts)
         if out is None:
-            out = np.empty((len(rows),) + scan.images.shape[1:], dtype=scan.images.dtype)
-        pos = np.flatnonzero(rows["file"].to_numpy() == name)
-        out[pos[order]] = scan.images
+            out = np.empty((len(rows),) + images.shape[1:], dtype=images.dtype)
+        out[pos_out] = images
     return out
 
 
@@ -84,3 +100,18 @@ def scan_geometry(folder) -> tuple[list, float]:
     name = io.read_splits(folder)["file"].iloc[0]
     attrs = io.read_attrs(Path(folder) / name)
     return attrs["polarisation_deg"], float(attrs["pixel_size_nm"])
+
+
+def fingerprint(folder) -> str:
+    """Short hash identifying a dataset's content: each scan file's name, size, event count,
+    seed and simulator configuration, and ``splits.csv``. Caches built from the dataset store
+    it and are rebuilt when it changes (for example after re-simulation)."""
+    import hashlib
+    import json
+    folder = Path(folder)
+    items = [hashlib.sha256((folder / "splits.csv").read_bytes()).hexdigest()]
+    for path in sorted(folder.glob("*.h5")):
+        attrs = io.read_attrs(path)
+        items.append((path.name, path.stat().st_size, attrs.get("seed"), attrs.get("simulator_config"),
+                      attrs.get("format_version")))
+    return hashlib.sha256(json.dumps(items, default=str).encode()).hexdigest()[:16]

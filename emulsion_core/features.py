@@ -27,6 +27,46 @@ FEATURE_COLUMNS = ("npx", "volume", "brightness_max", "brightness_mean", "peak_a
                    "background_adu", "noise_adu")
 
 
+def cluster_moments(excess: np.ndarray, threshold: np.ndarray, order: int = 1) -> dict:
+    """Brightness moments of the connected cluster containing each image's maximum.
+
+    excess : (M, H, W) float, brightness above background; threshold : (M,) cut on it.
+    Returns (M,) arrays: ``npx``, ``w`` (summed excess), ``x``, ``y`` (barycenter, px, x =
+    column), ``peak`` (maximum excess) and, for ``order=2``, the central second moments
+    ``xx``, ``yy``, ``xy`` (px^2). Images with no pixel above threshold give npx 0 and NaN.
+    Sums run over above-threshold pixels only (labels are unique across images).
+    """
+    m, h, w = excess.shape
+    above = excess > threshold[:, None, None]
+    structure = np.zeros((3, 3, 3), bool)
+    structure[1] = ndimage.generate_binary_structure(2, 2)
+    labels, n_labels = ndimage.label(above, structure=structure)
+    flat = labels.reshape(m, -1)
+    imax = excess.reshape(m, -1).argmax(axis=1)
+    main = flat[np.arange(m), imax]
+    idx = np.flatnonzero(above)
+    lab = flat.reshape(-1)[idx]
+    wgt = excess.reshape(-1)[idx].astype(np.float64)
+    pix = idx % (h * w)
+    px, py = (pix % w).astype(np.float64), (pix // w).astype(np.float64)
+
+    def total(weights=None):
+        return np.bincount(lab, weights=weights, minlength=n_labels + 1)[main]
+
+    ok = main > 0
+    out = {"npx": np.where(ok, total(), 0).astype(np.int32), "w": np.where(ok, total(wgt), 0.0),
+           "peak": excess.reshape(m, -1)[np.arange(m), imax]}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        wsum = np.where(ok, out["w"], np.nan)
+        out["x"] = total(wgt * px) / wsum
+        out["y"] = total(wgt * py) / wsum
+        if order >= 2:
+            out["xx"] = total(wgt * px * px) / wsum - out["x"] ** 2
+            out["yy"] = total(wgt * py * py) / wsum - out["y"] ** 2
+            out["xy"] = total(wgt * px * py) / wsum - out["x"] * out["y"]
+    return out
+
+
 def unpolarised(images: np.ndarray) -> np.ndarray:
     """Mean over polarisations, (N, H, W) float32 ADU, from (N, P, H, W) images."""
     return images.mean(axis=1, dtype=np.float32)
@@ -54,20 +94,12 @@ def cluster_features(images: np.ndarray, k_sigma: float = 3.0, peak_radius_px: i
     u = unpolarised(images)
     b, s = background_and_noise(u)
     frame_noise = s * np.sqrt(images.shape[1])
-    above = u > (b + k_sigma * frame_noise)[:, None, None]
-    # connected components per event (no connectivity across the event axis)
-    structure = np.zeros((3, 3, 3), bool)
-    structure[1] = ndimage.generate_binary_structure(2, 2)
-    labels, _ = ndimage.label(above, structure=structure)
-    flat_u = u.reshape(n, -1)
-    imax = flat_u.argmax(axis=1)
-    main = labels.reshape(n, -1)[np.arange(n), imax]
-    in_cluster = (labels.reshape(n, -1) == main[:, None]) & (main[:, None] > 0)
-    npx = in_cluster.sum(axis=1)
-    excess = (flat_u - b[:, None]) * in_cluster
-    volume = excess.sum(axis=1) * images.shape[1]
-    bmean = np.where(npx > 0, (flat_u * in_cluster).sum(axis=1) / np.maximum(npx, 1), b)
-    peak = flat_u[np.arange(n), imax] - b
+    excess = u - b[:, None, None]
+    mom = cluster_moments(excess, k_sigma * frame_noise)
+    npx = mom["npx"]
+    volume = mom["w"] * images.shape[1]
+    bmean = np.where(npx > 0, b + mom["w"] / np.maximum(npx, 1), b)
+    peak = mom["peak"]
 
     smooth = ndimage.gaussian_filter(u, sigma=(0, 1.0, 1.0), mode="nearest")
     size = 2 * peak_radius_px + 1

@@ -54,3 +54,64 @@ def format_fraction(k, n) -> str:
     """k/n with its 68 % Clopper-Pearson interval, rounded to the uncertainty."""
     p, lo, hi = clopper_pearson(k, n)
     return format_value(float(p), float(p - lo), float(hi - p))
+
+
+def threshold_at_efficiency(scores, efficiency: float) -> float:
+    """Cut value t such that the fraction of ``scores`` above t is ``efficiency`` (select score > t)."""
+    s = np.sort(np.asarray(scores, dtype=float))
+    s = s[np.isfinite(s)]
+    k = int(round((1.0 - efficiency) * len(s)))  # events at or below t
+    k = min(max(k, 1), len(s))
+    return float(s[k - 1])
+
+
+def threshold_interval(scores, efficiency: float, cl: float = ONE_SIGMA) -> tuple[float, float, float]:
+    """The threshold and its interval from the binomial spread of the order statistic.
+
+    The number of events below the true quantile is binomial(n, 1 - efficiency); the cut values
+    at the ends of its ``cl`` interval bound the threshold. Returns (threshold, low, high).
+    """
+    s = np.sort(np.asarray(scores, dtype=float))
+    s = s[np.isfinite(s)]
+    n = len(s)
+    q = 1.0 - efficiency
+    lo_k, hi_k = stats.binom.interval(cl, n, q)
+    t = threshold_at_efficiency(s, efficiency)
+    return t, float(s[max(int(lo_k) - 1, 0)]), float(s[min(int(hi_k), n) - 1])
+
+
+def efficiency(scores, threshold: float, cl: float = ONE_SIGMA):
+    """Fraction of events with score > threshold, with its Clopper-Pearson interval.
+
+    Returns (k, n, fraction, lower, upper).
+    """
+    s = np.asarray(scores, dtype=float)
+    k, n = int(np.sum(s > threshold)), int(np.sum(np.isfinite(s)))
+    f, lo, hi = clopper_pearson(k, n, cl)
+    return k, n, float(f), float(lo), float(hi)
+
+
+def reduction_factor(background_scores, threshold: float, cl: float = ONE_SIGMA, limit_cl: float = 0.9):
+    """Background reduction factor: fraction of background passing the cut (smaller is better).
+
+    Returns a dict: ``k``, ``n``, ``value`` (k/n), ``low``, ``high`` (Clopper-Pearson at ``cl``) and
+    ``upper_limit`` (one-sided at ``limit_cl``; the quoted result when nothing passes).
+    """
+    k, n, f, lo, hi = efficiency(background_scores, threshold, cl)
+    ul = float(stats.beta.ppf(limit_cl, k + 1, n - k)) if k < n else 1.0
+    return {"k": k, "n": n, "value": f, "low": lo, "high": hi, "upper_limit": ul}
+
+
+def roc_points(signal_scores, background_scores, n_points: int = 200):
+    """Signal efficiency and background fraction passing, for cuts on a grid of quantiles.
+
+    Returns (thresholds, signal_efficiency, background_fraction), background fraction > 0 only
+    where some background passes (log-scale friendly).
+    """
+    sig = np.asarray(signal_scores, dtype=float)
+    bkg = np.asarray(background_scores, dtype=float)
+    thr = np.unique(np.quantile(np.concatenate([sig, bkg]), np.linspace(0, 1, n_points)))
+    sig_s, bkg_s = np.sort(sig), np.sort(bkg)
+    eff = 1.0 - np.searchsorted(sig_s, thr, side="right") / len(sig_s)
+    bfr = 1.0 - np.searchsorted(bkg_s, thr, side="right") / len(bkg_s)
+    return thr, eff, bfr

@@ -113,3 +113,61 @@ def cleaning_variables(events: pd.DataFrame, cuts):
     a[0].legend(loc="upper right")
     fig.tight_layout()
     return fig
+
+
+def angular_distribution(ax, edges, histograms: dict, title: str = ""):
+    """Normalised phi histograms with statistical errors (paper Figures 2 and 5).
+
+    histograms : {label: (density, error, n_events)}.
+    """
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    for label, (h, err, n) in histograms.items():
+        line = ax.stairs(h, edges, label=f"{label} (N = {n})")
+        ax.errorbar(centres, h, yerr=err, fmt="none", color=line.get_edgecolor(), lw=0.8)
+    ax.set_xlabel("track angle φ (deg)")
+    ax.set_ylabel("probability density (1/deg)")
+    ax.set_xlim(edges[0], edges[-1])
+    ax.set_xticks(np.arange(-90, 91, 30))
+    if title:
+        ax.set_title(title)
+    ax.legend()
+    return ax
+
+
+def score_distribution(ax, table: pd.DataFrame, column: str, threshold: float, xlabel: str,
+                       samples=("C30keV", "C100keV", "fog"), bins=None, log: bool = True):
+    """Normalised distributions of a selection variable per sample with the cut (paper Figure 3)."""
+    values = table[column].to_numpy(dtype=float)
+    if bins is None:
+        hi = np.nanquantile(values, 0.995)
+        bins = np.linspace(0, hi, 61)
+    for sample in samples:
+        v = table.loc[table["sample"] == sample, column].dropna().to_numpy(dtype=float)
+        ax.hist(np.clip(v, bins[0], bins[-1]), bins=bins, histtype="step", density=True, lw=1.3,
+                color=SAMPLE_COLOURS.get(sample), label=f"{sample} (N = {len(v)})")
+    ax.axvline(threshold, color="r", ls="--", lw=1.3, label=f"cut: {threshold:.3g}")
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("probability density")
+    ax.legend()
+    return ax
+
+
+def efficiency_vs_reduction(ax, curves: dict, marker=None):
+    """Signal efficiency (x) against background fraction passing (y, log) for several selections.
+
+    curves : {label: (signal_efficiency, background_fraction)}; marker: optional (x, y, label).
+    """
+    for label, (eff, bkg) in curves.items():
+        ok = bkg > 0
+        ax.plot(eff[ok], bkg[ok], label=label, lw=1.5)
+    if marker is not None:
+        ax.plot(marker[0], marker[1], "k*", ms=10, label=marker[2])
+    ax.set_yscale("log")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("signal efficiency")
+    ax.set_ylabel("background reduction factor (fog passing)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    return ax

@@ -34,7 +34,8 @@ def test_run_all_smoke_writes_every_output(tmp_path):
     for needle in ("smoke", "20210622", "git commit", "numpy"):
         assert needle in index
     figures = tmp_path / "figures" / "smoke"
-    for name in ("fig1_polarisation_strips", "cleaning_depth", "cleaning_variables"):
+    for name in ("fig1_polarisation_strips", "cleaning_depth", "cleaning_variables", "fig2_angular_rotated_scans",
+                 "fig3_barshift", "fig5_angular_short_long", "shape_variables", "conventional_efficiency_vs_reduction"):
         assert (figures / f"{name}.png").stat().st_size > 5000
         assert (figures / f"{name}.pdf").read_bytes()[:4] == b"%PDF"
     clean = pd.read_csv(tmp_path / "results" / "smoke" / "clean_events.csv")
@@ -42,6 +43,12 @@ def test_run_all_smoke_writes_every_output(tmp_path):
     flow = pd.read_csv(tmp_path / "results" / "smoke" / "cutflow.csv", index_col=0)
     assert (flow["left"] == clean.groupby("sample").size().reindex(flow.index)).all()
     assert (tmp_path / "data" / "smoke" / "splits.csv").exists()
+    table1 = pd.read_csv(tmp_path / "results" / "smoke" / "table1.csv")
+    assert set(table1["method"]) >= {"barshift", "shape"}
+    assert list(table1.columns[:6]) == ["method", "sample", "split", "value", "err_low", "err_high"]
+    c100 = table1[(table1["sample"] == "C100keV") & (table1["split"] == "validation")]
+    assert ((c100["value"] - 0.30).abs() < 0.01).all()  # every method is compared at 30 % C100keV
+    assert ((table1["value"] >= 0) & (table1["value"] <= 1)).all()
 
 
 def test_run_all_rejects_a_bad_profile(tmp_path):

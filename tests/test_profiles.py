@@ -55,3 +55,20 @@ def test_seed_override_makes_a_separate_run():
     p = profiles.resolve("smoke", 7)
     assert p.seed == 7 and p.name == "smoke-seed7" and p.dataset == "smoke-seed7"
     assert profiles.resolve("smoke", profiles.load("smoke").seed).name == "smoke"
+
+
+def test_clean_selection_cache_is_rebuilt_when_the_data_change(tmp_path, monkeypatch):
+    from emulsion_core import selection
+    monkeypatch.setenv("EMULSION_DL_ROOT", str(tmp_path))
+    p = profiles.from_dict({"profile": "tiny", "seed": 3, "dataset": "tiny", "samples": ["fog"],
+                            "events": {"rotated": {"fog": 100}, "test": {"fog": 100}}})
+    first = selection.clean_events(p, progress=False)
+    again = selection.clean_events(p, progress=False)  # from the cache
+    assert first[["file", "event_id"]].equals(again[["file", "event_id"]])
+    # the profile grows its test scan: the scan is re-simulated and the cache must follow
+    bigger = profiles.from_dict({"profile": "tiny", "seed": 3, "dataset": "tiny", "samples": ["fog"],
+                                 "events": {"rotated": {"fog": 100}, "test": {"fog": 400}}})
+    stamp = selection.stamp_of(tmp_path / "results" / "tiny" / "clean_events.csv")
+    grown = selection.clean_events(bigger, progress=False)
+    assert selection.stamp_of(tmp_path / "results" / "tiny" / "clean_events.csv") != stamp
+    assert grown.loc[grown["scan"] == "test", "event_id"].max() > 100
