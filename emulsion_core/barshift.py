@@ -26,6 +26,12 @@ from .features import cluster_moments
 BORDER_PX = 3
 
 
+def _border_index(h: int, w: int, b: int) -> np.ndarray:
+    mask = np.zeros((h, w), bool)
+    mask[:b], mask[-b:], mask[:, :b], mask[:, -b:] = True, True, True, True
+    return np.flatnonzero(mask)
+
+
 def background_per_image(images: np.ndarray, border_px: int = BORDER_PX):
     """Background and noise of each image from its border, (N, P) ADU each.
 
@@ -33,10 +39,7 @@ def background_per_image(images: np.ndarray, border_px: int = BORDER_PX):
     the tail of an event reaching the border).
     """
     n, p, h, w = images.shape
-    b = border_px
-    ring = np.concatenate([images[:, :, :b, :].reshape(n, p, -1), images[:, :, -b:, :].reshape(n, p, -1),
-                           images[:, :, b:-b, :b].reshape(n, p, -1), images[:, :, b:-b, -b:].reshape(n, p, -1)],
-                          axis=-1).astype(np.float32)
+    ring = images.reshape(n, p, h * w)[..., _border_index(h, w, border_px)].astype(np.float32)
     k = ring.shape[-1]
     mean = ring.sum(axis=-1) / k
     std = np.sqrt(np.maximum((ring * ring).sum(axis=-1) / k - mean * mean, 0.0))

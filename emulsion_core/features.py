@@ -23,8 +23,29 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+try:
+    import cc3d
+except ImportError:  # pragma: no cover - optional speed-up
+    cc3d = None
+
 FEATURE_COLUMNS = ("npx", "volume", "brightness_max", "brightness_mean", "peak_adu", "n_peaks",
                    "background_adu", "noise_adu")
+
+
+def label_stack(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """8-connected components of each image of a (M, H, W) boolean stack; labels unique across
+    images (0 = background). Uses connected-components-3d when installed (2-3x faster than
+    SciPy): the images are stacked with an empty row between them, so none touch."""
+    m, h, w = mask.shape
+    if cc3d is not None:
+        padded = np.zeros((m, h + 1, w), dtype=bool)
+        padded[:, :h] = mask
+        labels = cc3d.connected_components(padded.reshape(m * (h + 1), w), connectivity=8)
+        labels = labels.reshape(m, h + 1, w)[:, :h]
+        return labels, int(labels.max())
+    structure = np.zeros((3, 3, 3), bool)
+    structure[1] = ndimage.generate_binary_structure(2, 2)
+    return ndimage.label(mask, structure=structure)
 
 
 def cluster_moments(excess: np.ndarray, threshold: np.ndarray, order: int = 1) -> dict:
@@ -38,9 +59,7 @@ def cluster_moments(excess: np.ndarray, threshold: np.ndarray, order: int = 1) -
     """
     m, h, w = excess.shape
     above = excess > threshold[:, None, None]
-    structure = np.zeros((3, 3, 3), bool)
-    structure[1] = ndimage.generate_binary_structure(2, 2)
-    labels, n_labels = ndimage.label(above, structure=structure)
+    labels, n_labels = label_stack(above)
     flat = labels.reshape(m, -1)
     imax = excess.reshape(m, -1).argmax(axis=1)
     main = flat[np.arange(m), imax]
