@@ -130,7 +130,8 @@ def angular_distribution(ax, edges, histograms: dict, title: str = ""):
     ax.set_xticks(np.arange(-90, 91, 30))
     if title:
         ax.set_title(title)
-    ax.legend()
+    ax.set_ylim(0, None)
+    ax.legend(loc="lower center")
     return ax
 
 
