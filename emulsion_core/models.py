@@ -1,0 +1,142 @@
+"""Networks for the 9-image polarisation stacks: NEWSnet ([P21] Appendix A, Tables 2 and 3),
+compact alternatives, and the combined loss of eq. (1).
+
+Input: (9, 40, 40, 1) float32, channels last (polarisation as the depth of a 3D volume).
+Output: softmax over (C30keV, C100keV, fog).
+"""
+
+from __future__ import annotations
+
+import math
+
+from .tf_quiet import keras  # noqa: F401  (imports TensorFlow without its start-up noise)
+
+CLASSES = ("C30keV", "C100keV", "fog")
+INPUT_SHAPE = (9, 40, 40, 1)
+PAPER_TRAINABLE_PARAMETERS = 6_925_910
+# [P21] Appendix A: the search space and the final values
+PAPER_PARAMETERS = {"dropout_1": 0.4, "dropout_2": 0.3, "dropout_3": 0.0, "filters_1": 64, "filters_2": 128,
+                    "n_identity": 3, "loss_lambda": 0.53, "learning_rate": 6.5e-4, "beta_1_inv": 10.0,
+                    "beta_2_inv": 100.0, "decay_rate": 0.1}
+
+
+def _conv_bn(x, filters, kernel, strides=1, activation=True, name=None):
+    layers = keras.layers
+    x = layers.Conv3D(filters, kernel, strides=strides, padding="same", name=name and name + "_conv")(x)
+    x = layers.BatchNormalization(name=name and name + "_bn")(x)
+    return layers.Activation("swish", name=name and name + "_swish")(x) if activation else x
+
+
+def identity_block(x, filters: int, name: str):
+    """Table 2, identity shortcut: 1x1x1 (N) -> 3x3x3 (N) -> 1x1x1 (4N), added to the input."""
+    y = _conv_bn(x, filters, 1, name=name + "_a")
+    y = _conv_bn(y, filters, 3, name=name + "_b")
+    y = _conv_bn(y, 4 * filters, 1, activation=False, name=name + "_c")
+    y = keras.layers.Add(name=name + "_add")([x, y])
+    return keras.layers.Activation("swish", name=name + "_out")(y)
+
+
+def convolution_block(x, filters: int, name: str):
+    """Table 2, convolution shortcut: main path 1x1x1 stride 2 (N) -> 3x3x3 (N) -> 1x1x1 (4N);
+    shortcut 3x3x3 stride 2 (4N); added."""
+    y = _conv_bn(x, filters, 1, strides=2, name=name + "_a")
+    y = _conv_bn(y, filters, 3, name=name + "_b")
+    y = _conv_bn(y, 4 * filters, 1, activation=False, name=name + "_c")
+    s = _conv_bn(x, 4 * filters, 3, strides=2, activation=False, name=name + "_shortcut")
+    y = keras.layers.Add(name=name + "_add")([s, y])
+    return keras.layers.Activation("swish", name=name + "_out")(y)
+
+
+def newsnet(dropout_1: float = 0.4, dropout_2: float = 0.3, dropout_3: float = 0.0, filters_1: int = 64,
+            filters_2: int = 128, n_identity: int = 3, stem_filters: tuple = (32, 64),
+            input_shape: tuple = INPUT_SHAPE, n_classes: int = 3, **_training_parameters) -> "keras.Model":
+    """NEWSnet, Table 3; with no arguments the paper's final configuration.
+
+    Two 3x3x3 convolutions (``stem_filters``), max pooling, dropout, a convolution-shortcut block
+    and ``n_identity`` identity blocks with (N, N, 4N) filters (N = ``filters_1``), max pooling,
+    dropout, the same with N = ``filters_2``, dropout (``dropout_3``, 0 in the paper), flatten,
+    dense softmax. Batch normalisation and swish everywhere. Training parameters passed along
+    (learning rate, ...) are ignored here.
+    """
+    layers = keras.layers
+    inp = keras.Input(shape=input_shape, name="polarisation_stack")
+    x = _conv_bn(inp, stem_filters[0], 3, name="stem1")
+    x = _conv_bn(x, stem_filters[1], 3, name="stem2")
+    x = layers.MaxPooling3D(pool_size=2, padding="same", name="pool1")(x)
+    x = layers.Dropout(dropout_1, name="dropout1")(x)
+    for stage, (filters, pool) in enumerate(((int(filters_1), True), (int(filters_2), False)), start=1):
+        x = convolution_block(x, filters, name=f"res{stage}_conv")
+        for i in range(int(n_identity)):
+            x = identity_block(x, filters, name=f"res{stage}_id{i + 1}")
+        if pool:
+            x = layers.MaxPooling3D(pool_size=2, padding="same", name="pool2")(x)
+            x = layers.Dropout(dropout_2, name="dropout2")(x)
+    x = layers.Dropout(dropout_3, name="dropout3")(x)
+    x = layers.Flatten(name="flatten")(x)
+    out = layers.Dense(n_classes, activation="softmax", name="class_probabilities", dtype="float32")(x)
+    return keras.Model(inp, out, name="newsnet")
+
+
+def compact_3d(filters: tuple = (16, 32, 64), dropout: float = 0.2, input_shape: tuple = INPUT_SHAPE,
+               n_classes: int = 3, **_ignored) -> "keras.Model":
+    """A compact 3D CNN: [3x3x3 conv, BN, swish, max pool] per width, global average pool, dense."""
+    layers = keras.layers
+    inp = keras.Input(shape=input_shape, name="polarisation_stack")
+    x = inp
+    for i, f in enumerate(filters):
+        x = _conv_bn(x, f, 3, name=f"block{i + 1}")
+        x = layers.MaxPooling3D(pool_size=(1, 2, 2) if i == 0 else 2, padding="same", name=f"pool{i + 1}")(x)
+    x = layers.GlobalAveragePooling3D(name="gap")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    out = layers.Dense(n_classes, activation="softmax", name="class_probabilities", dtype="float32")(x)
+    return keras.Model(inp, out, name="compact_3d")
+
+
+def polarisation_channels_2d(filters: tuple = (32, 64, 128), dropout: float = 0.2, input_shape: tuple = INPUT_SHAPE,
+                             n_classes: int = 3, **_ignored) -> "keras.Model":
+    """A 2D CNN that takes the 9 polarisation images as channels of one image."""
+    layers = keras.layers
+    inp = keras.Input(shape=input_shape, name="polarisation_stack")
+    x = layers.Permute((2, 3, 1, 4), name="polarisations_last")(inp)
+    x = layers.Reshape(input_shape[1:3] + (input_shape[0] * input_shape[3],), name="as_channels")(x)
+    for i, f in enumerate(filters):
+        x = layers.Conv2D(f, 3, padding="same", name=f"block{i + 1}_conv")(x)
+        x = layers.BatchNormalization(name=f"block{i + 1}_bn")(x)
+        x = layers.Activation("swish", name=f"block{i + 1}_swish")(x)
+        x = layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    out = layers.Dense(n_classes, activation="softmax", name="class_probabilities", dtype="float32")(x)
+    return keras.Model(inp, out, name="polarisation_channels_2d")
+
+
+ARCHITECTURES = {"newsnet": newsnet, "compact_3d": compact_3d, "polarisation_channels_2d": polarisation_channels_2d}
+
+
+def trainable_parameters(model) -> int:
+    """Number of trainable parameters."""
+    return int(sum(math.prod(w.shape) for w in model.trainable_weights))
+
+
+@keras.saving.register_keras_serializable(package="emulsion_core")
+class CombinedLoss(keras.losses.Loss):
+    """[P21] eq. (1): categorical cross-entropy over (C30keV, C100keV, fog) plus ``lam`` times the
+    binary cross-entropy of signal probability p(C30) + p(C100) against fog."""
+
+    def __init__(self, lam: float = 0.53, signal_classes=(0, 1), epsilon: float = 1e-7, name="combined_loss", **kw):
+        super().__init__(name=name, **kw)
+        self.lam, self.signal_classes, self.epsilon = float(lam), tuple(signal_classes), float(epsilon)
+
+    def call(self, y_true, y_pred):
+        ops = keras.ops
+        y_pred = ops.clip(y_pred, self.epsilon, 1.0 - self.epsilon)
+        cce = -ops.sum(y_true * ops.log(y_pred), axis=-1)
+        idx = list(self.signal_classes)
+        p_sig = ops.clip(ops.sum(ops.take(y_pred, idx, axis=-1), axis=-1), self.epsilon, 1.0 - self.epsilon)
+        t_sig = ops.sum(ops.take(y_true, idx, axis=-1), axis=-1)
+        bce = -(t_sig * ops.log(p_sig) + (1.0 - t_sig) * ops.log(1.0 - p_sig))
+        return cce + self.lam * bce
+
+    def get_config(self):
+        return {**super().get_config(), "lam": self.lam, "signal_classes": list(self.signal_classes),
+                "epsilon": self.epsilon}

@@ -1,0 +1,84 @@
+"""Network input from polarisation images ([P21] sec. 3.2.1).
+
+1. scale by the camera maximum (255 for the 8-bit camera);
+2. subtract each image's own median (the optical background differs between samples);
+3. append the first polarisation after the last (180 deg = 0 deg: periodic boundary), 9 images;
+4. during training only, rotate all 9 images of an event by one random angle (bilinear
+   interpolation, reflect padding), so that no direction is learnt.
+
+A polarisation missing from a scan is filled with zeros (the slides' convention) with a warning.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+POLARISATIONS_DEG = tuple(22.5 * i for i in range(8))
+
+
+def standard_polarisations(images: np.ndarray, polarisation_deg, source: str = "") -> np.ndarray:
+    """Place the images of the listed polariser angles into the 8 standard slots.
+
+    images : (N, P, H, W); polarisation_deg : (P,) angles. Missing slots are zeros (warned).
+    """
+    pol = [float(a) % 180.0 for a in polarisation_deg]
+    if len(pol) == 8 and np.allclose(pol, POLARISATIONS_DEG):
+        return images
+    out = np.zeros((images.shape[0], 8) + images.shape[2:], dtype=images.dtype)
+    for i, a in enumerate(pol):
+        slot = int(round(a / 22.5)) % 8
+        if abs(a - 22.5 * slot) > 1.0:
+            raise ValueError(f"{source}: polariser angle {a} deg is not one of {POLARISATIONS_DEG}")
+        out[:, slot] = images[:, i]
+    missing = sorted(set(POLARISATIONS_DEG) - {22.5 * (int(round(a / 22.5)) % 8) for a in pol})
+    if missing:
+        warnings.warn(f"{source}: polarisation(s) {missing} deg missing, filled with zeros", stacklevel=2)
+    return out
+
+
+def preprocess(images: np.ndarray, camera_max: float = 255.0) -> np.ndarray:
+    """(N, 8, H, W) camera counts -> (N, 9, H, W, 1) float32 network input (steps 1-3)."""
+    x = images.astype(np.float32) / np.float32(camera_max)
+    n, p, h, w = x.shape
+    med = np.median(x.reshape(n, p, h * w), axis=-1)
+    x -= med[:, :, None, None]
+    x = np.concatenate([x, x[:, :1]], axis=1)
+    return x[..., None]
+
+
+def rotate_events(x: np.ndarray, angles_deg: np.ndarray) -> np.ndarray:
+    """Rotate all images of event i by ``angles_deg[i]`` about the image centre (bilinear,
+    reflect padding). x : (N, D, H, W, C); returns the same shape, float32."""
+    n, d, h, w, c = x.shape
+    cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    a = np.radians(np.asarray(angles_deg, dtype=np.float32))[:, None, None]
+    # source coordinates of each output pixel: inverse rotation
+    xs = np.cos(a) * (xx - cx) + np.sin(a) * (yy - cy) + cx
+    ys = -np.sin(a) * (xx - cx) + np.cos(a) * (yy - cy) + cy
+    xs, ys = _reflect(xs, w), _reflect(ys, h)
+    x0, y0 = np.floor(xs).astype(int), np.floor(ys).astype(int)
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    fx, fy = (xs - x0)[:, None, :, :, None], (ys - y0)[:, None, :, :, None]
+    ev = np.arange(n)[:, None, None]
+
+    def at(yi, xi):
+        return x[ev, :, yi, xi].transpose(0, 3, 1, 2, 4)  # (N, D, H, W, C)
+
+    top = at(y0, x0) * (1 - fx) + at(y0, x1) * fx
+    bottom = at(y1, x0) * (1 - fx) + at(y1, x1) * fx
+    return (top * (1 - fy) + bottom * fy).astype(np.float32)
+
+
+def _reflect(coord: np.ndarray, size: int) -> np.ndarray:
+    """Reflect coordinates into [0, size - 1] (mirror about the edge pixels' centres)."""
+    period = 2 * (size - 1)
+    c = np.mod(coord, period)
+    return np.where(c > size - 1, period - c, c)
+
+
+def random_rotation(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Training augmentation: one uniform random angle per event for all its images."""
+    return rotate_events(x, rng.uniform(0.0, 360.0, len(x)))

@@ -1,0 +1,33 @@
+"""Import TensorFlow and Keras without the C++ start-up lines on stderr (oneDNN notices, absl
+warnings), which clutter notebooks and reports; ``TF_CPP_MIN_LOG_LEVEL`` alone does not silence
+them in TF 2.21 (ecosystem.md 2.4). Everything else TensorFlow logs later is kept."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _import_quietly():
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, ValueError, OSError):
+        fd = None
+    saved = os.dup(fd) if fd is not None else None
+    try:
+        if saved is not None:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, fd)
+            os.close(devnull)
+        import tensorflow as tf
+        import keras
+    finally:
+        if saved is not None:
+            os.dup2(saved, fd)
+            os.close(saved)
+    return tf, keras
+
+
+tf, keras = _import_quietly()

@@ -1,0 +1,98 @@
+"""NEWSnet building blocks: architecture size, the combined loss, preprocessing, rotations, a
+tiny training run whose loss must fall."""
+
+import numpy as np
+import pytest
+
+from emulsion_core import preprocessing
+
+
+def test_preprocess_scales_subtracts_median_and_appends_the_first_polarisation(rng):
+    images = rng.integers(20, 40, (3, 8, 40, 40)).astype(np.uint8)
+    images[:, :, 18:22, 18:22] = 200
+    x = preprocessing.preprocess(images, 255)
+    assert x.shape == (3, 9, 40, 40, 1) and x.dtype == np.float32
+    np.testing.assert_allclose(np.median(x[..., 0].reshape(3, 9, -1), axis=-1), 0.0, atol=1e-6)
+    np.testing.assert_array_equal(x[:, 8], x[:, 0])
+    assert x.max() == pytest.approx((200 - np.median(images[0, 0])) / 255, rel=0.05)
+
+
+def test_missing_polarisation_is_zero_filled_with_a_warning(rng):
+    images = rng.integers(1, 50, (2, 7, 40, 40)).astype(np.uint8)
+    angles = [a for a in preprocessing.POLARISATIONS_DEG if a != 90.0]
+    with pytest.warns(UserWarning, match="90.0"):
+        full = preprocessing.standard_polarisations(images, angles, "scan.h5")
+    assert full.shape == (2, 8, 40, 40)
+    assert (full[:, 4] == 0).all() and (full[:, 5] == images[:, 4]).all()
+
+
+def test_rotation_by_90_degrees_is_exact_and_shared_by_all_nine_images(rng):
+    x = rng.random((4, 9, 40, 40, 1)).astype(np.float32)
+    rot = preprocessing.rotate_events(x, np.full(4, 90.0))
+    # image coordinates x = column, y = row: +90 deg maps (x, y) -> (-y, x) about the centre
+    expected = np.rot90(x, k=-1, axes=(2, 3))
+    np.testing.assert_allclose(rot, expected, atol=1e-5)
+
+
+def test_random_rotation_keeps_correlations_across_the_nine_images(rng):
+    base = rng.random((6, 1, 40, 40, 1)).astype(np.float32)
+    gains = np.linspace(0.5, 2.0, 9).astype(np.float32)[None, :, None, None, None]
+    x = base * gains  # the 9 images are the same picture with different brightness
+    rot = preprocessing.random_rotation(x, np.random.default_rng(1))
+    ratio = rot / np.where(rot[:, :1] == 0, 1, rot[:, :1])
+    mask = np.broadcast_to(np.abs(rot[:, :1]) > 1e-3, ratio.shape)
+    np.testing.assert_allclose(ratio[mask], np.broadcast_to(gains / gains[:, :1], ratio.shape)[mask], rtol=1e-4)
+    # and different events got different angles
+    assert not np.allclose(rot[0, 0], preprocessing.rotate_events(x[:1], [0.0])[0, 0])
+
+
+@pytest.fixture(scope="module")
+def models():
+    from emulsion_core import models
+    return models
+
+
+def test_newsnet_at_the_paper_values_has_the_paper_size(models):
+    net = models.newsnet()
+    n = models.trainable_parameters(net)
+    assert abs(n - models.PAPER_TRAINABLE_PARAMETERS) / models.PAPER_TRAINABLE_PARAMETERS < 0.01
+    assert n == 6_889_859  # the DESIGN.md reading of Tables 2 and 3
+    assert net.output_shape == (None, 3)
+
+
+def test_compact_nets_are_ten_times_smaller(models):
+    for build in (models.compact_3d, models.polarisation_channels_2d):
+        assert models.trainable_parameters(build()) < models.PAPER_TRAINABLE_PARAMETERS / 10
+
+
+def test_combined_loss_matches_a_hand_computation(models):
+    y_true = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1]], dtype=np.float32)
+    y_pred = np.array([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.25, 0.25, 0.5]], dtype=np.float32)
+    lam = 0.53
+    cce = -np.log([0.7, 0.6, 0.5])
+    p_sig = np.array([0.9, 0.7, 0.5])
+    bce = -np.array([np.log(0.9), np.log(0.7), np.log(1 - 0.5)])
+    expected = np.mean(cce + lam * bce)
+    got = float(models.CombinedLoss(lam)(y_true, y_pred))
+    assert got == pytest.approx(expected, rel=1e-5)
+
+
+def test_tiny_network_learns(models):
+    """A compact net trained for a few steps on simulated events: the loss falls."""
+    from emulsion_core.simconfig import SimulatorConfig
+    from emulsion_core.simulate import render_events
+    keras = models.keras
+    keras.utils.set_random_seed(4)
+    cfg, n = SimulatorConfig(), 96
+    xs, ys = [], []
+    for label, (sample, kind) in enumerate((("C30keV", "track"), ("C100keV", "track"), ("fog", "fog"))):
+        images, _ = render_events(sample, "rot0", np.full(n, kind), np.zeros(n), np.random.default_rng(label), cfg)
+        xs.append(preprocessing.preprocess(images))
+        ys.append(np.full(n, label))
+    x = np.concatenate(xs)
+    y = keras.utils.to_categorical(np.concatenate(ys), 3)
+    net = models.compact_3d(filters=(8, 16), dropout=0.0)
+    net.compile(optimizer=keras.optimizers.Adam(3e-3), loss=models.CombinedLoss(0.5))
+    history = net.fit(x, y, batch_size=32, epochs=6, verbose=0, shuffle=True)
+    losses = history.history["loss"]
+    assert losses[-1] < 0.9 * losses[0], losses
