@@ -140,3 +140,17 @@ class CombinedLoss(keras.losses.Loss):
     def get_config(self):
         return {**super().get_config(), "lam": self.lam, "signal_classes": list(self.signal_classes),
                 "epsilon": self.epsilon}
+
+
+def flops_per_event(model) -> int:
+    """Floating-point operations of one forward pass (2 per multiply-add of the convolutions and
+    dense layers; batch normalisation, activations and pooling are not counted)."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.Conv3D, keras.layers.Conv2D)):
+            kernel = layer.kernel.shape  # (*k, cin, cout)
+            out = layer.output.shape[1:-1]
+            total += 2 * math.prod(kernel) * math.prod(out)
+        elif isinstance(layer, keras.layers.Dense):
+            total += 2 * math.prod(layer.kernel.shape)
+    return int(total)

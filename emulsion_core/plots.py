@@ -172,3 +172,43 @@ def efficiency_vs_reduction(ax, curves: dict, marker=None):
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     return ax
+
+
+def search_convergence(ax, history: pd.DataFrame):
+    """Cross-validated AUC of every search call and the best so far."""
+    calls = np.arange(1, len(history) + 1)
+    ax.plot(calls, history["score"], "o", ms=4, label="call")
+    ax.plot(calls, np.maximum.accumulate(history["score"].to_numpy()), "-", label="best so far")
+    ax.set_xlabel("search call")
+    ax.set_ylabel("cross-validated ROC AUC (carbon vs fog)")
+    ax.legend()
+    return ax
+
+
+def efficiency_band_plot(ax, grid, fractions: np.ndarray, label: str, colour=None):
+    """Ensemble mean and min-max band of the fog fraction passing against signal efficiency (log y)."""
+    with np.errstate(divide="ignore"):
+        mean = fractions.mean(axis=0)
+    ok = mean > 0
+    line, = ax.plot(grid[ok], mean[ok], label=label, color=colour)
+    ax.fill_between(grid[ok], fractions.min(axis=0)[ok].clip(min=1e-6), fractions.max(axis=0)[ok],
+                    color=line.get_color(), alpha=0.25, lw=0)
+    ax.set_yscale("log")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("signal efficiency")
+    ax.set_ylabel("background reduction factor (fog passing)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    return ax
+
+
+def class_histograms(ax, table: pd.DataFrame, column: str = "score", bins=np.linspace(0, 1, 51)):
+    """Network output per true class (log y)."""
+    for sample, group in table.groupby("sample", sort=False, observed=True):
+        ax.hist(group[column], bins=bins, histtype="step", density=True, lw=1.3, color=SAMPLE_COLOURS.get(sample),
+                label=f"{sample} (N = {len(group)})")
+    ax.set_yscale("log")
+    ax.set_xlabel("summed carbon probability p(C30keV) + p(C100keV)")
+    ax.set_ylabel("probability density")
+    ax.legend()
+    return ax

@@ -39,12 +39,44 @@ class Profile:
     block_size: int
     description: str = ""
     path: str = ""
+    network: dict = None
+    search: dict = None
+    training: dict = None
 
     def scan_events(self, sample: str, scan: str) -> int:
         return self.events[sample][scan]
 
 
-_KEYS = {"profile", "seed", "dataset", "samples", "events", "validation_fraction", "block_size", "description"}
+_KEYS = {"profile", "seed", "dataset", "samples", "events", "validation_fraction", "block_size", "description",
+         "network", "search", "training"}
+# NEWSnet sections: key -> (type, minimum, maximum, default)
+_SECTIONS = {
+    "network": {"width_scale": (float, 0.01, 1.0, 1.0), "batch_size": (int, 8, 4096, 256)},
+    "search": {"n_calls": (int, 1, 1000, 150), "n_initial_points": (int, 1, 100, 10), "epochs": (int, 1, 500, 10),
+               "folds": (int, 2, 10, 3), "train_fraction": (float, 0.01, 1.0, 0.5)},
+    "training": {"epochs": (int, 1, 1000, 60), "ensemble": (int, 1, 100, 10)},
+}
+
+
+def _section(source, name, raw):
+    spec = _SECTIONS[name]
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        _fail(source, name, "expected a mapping")
+    out = {}
+    for key in raw:
+        if key not in spec:
+            _fail(source, f"{name}.{key}", f"unknown key (known: {', '.join(spec)})")
+    for key, (kind, lo, hi, default) in spec.items():
+        value = raw.get(key, default)
+        ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+              and (kind is float or float(value).is_integer()) and lo <= value <= hi)
+        if not ok:
+            _fail(source, f"{name}.{key}", f"expected {kind.__name__} in [{lo}, {hi}], got {value!r}")
+        out[key] = kind(value)
+    if name == "training" and out["ensemble"] > out["epochs"]:
+        _fail(source, "training.ensemble", "cannot exceed training.epochs")
+    return out
 
 
 def _fail(source, key, problem):
@@ -118,7 +150,10 @@ def from_dict(raw: dict, source: str = "<dict>") -> Profile:
             _fail(source, key, f"expected a plain name, got {value!r}")
     return Profile(name=name, seed=seed, dataset=dataset, samples=tuple(samples), events=events,
                    validation_fraction=float(vf), block_size=_int(source, "block_size", raw.get("block_size", 1024), 64),
-                   description=str(raw.get("description", "")), path=source)
+                   description=str(raw.get("description", "")), path=source,
+                   network=_section(source, "network", raw.get("network")),
+                   search=_section(source, "search", raw.get("search")),
+                   training=_section(source, "training", raw.get("training")))
 
 
 def resolve(profile: str, seed: int | None = None) -> Profile:

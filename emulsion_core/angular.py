@@ -1,0 +1,97 @@
+"""Directionality after the NEWSnet selection ([P21] sec. 4.2, Figure 6): barshift and angle
+distributions of selected and rejected events, statistical tests, and the score's stability
+under rotations of the images."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from . import conventional, network_analysis, paths, training
+from .plots import angular_distribution, plt
+from .profiles import Profile
+
+SAMPLES = ("C30keV", "C100keV", "fog")
+
+
+def scored_events(profile: Profile) -> pd.DataFrame:
+    """Validation and test events with NEWSnet's ``score`` and ``selected`` (above the 30 %
+    C100keV cut of notebook 04) joined to the conventional variables."""
+    scores = pd.read_csv(network_analysis.workdir(profile) / "scores.csv")
+    cut = json.loads((paths.results_dir(profile.name) / "newsnet_threshold.json").read_text())["value"]
+    conv = conventional.variables(profile, progress=False)
+    table = scores.merge(conv[["file", "event_id", "scan", "barshift_nm", "phi_deg"]], on=["file", "event_id"],
+                         how="left", validate="one_to_one")
+    table["selected"] = table["score"] > cut
+    return table
+
+
+def figure6(table: pd.DataFrame):
+    """Barshift (top) and direction (bottom) of selected and rejected events per sample."""
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+    bins = np.linspace(0, 120, 41)
+    for j, sample in enumerate(SAMPLES):
+        t = table[table["sample"] == sample]
+        for flag, label in ((True, "selected"), (False, "rejected")):
+            v = t.loc[t["selected"] == flag, "barshift_nm"]
+            if len(v):
+                axes[0, j].hist(v.clip(upper=bins[-1]), bins=bins, histtype="step", density=True,
+                                label=f"{label} (N = {len(v)})")
+        axes[0, j].set_xlabel("barycenter shift (nm)")
+        axes[0, j].set_ylabel("probability density")
+        axes[0, j].set_title(sample)
+        axes[0, j].legend()
+        unrotated = t["scan"].isin(["rot0", "rot0_repeat", "test"])
+        edges, hists = conventional.angular_histograms(
+            t, {"selected": unrotated & t["selected"], "rejected": unrotated & ~t["selected"]}, bins=12)
+        angular_distribution(axes[1, j], edges, {k: v for k, v in hists.items() if v[2] > 0})
+    fig.tight_layout()
+    return fig
+
+
+def direction_tests(table: pd.DataFrame) -> pd.DataFrame:
+    """KS tests: selected vs all events of each sample (unrotated scans); selected fog vs isotropy."""
+    rows = []
+    unrotated = table["scan"].isin(["rot0", "rot0_repeat", "test"])
+    for sample in SAMPLES:
+        t = table[(table["sample"] == sample) & unrotated]
+        sel = t.loc[t["selected"], "phi_deg"].dropna()
+        allp = t["phi_deg"].dropna()
+        if len(sel) >= 2:
+            res = stats.ks_2samp(sel, allp)
+            rows.append({"sample": sample, "test": "selected vs all (KS)", "n selected": len(sel),
+                         "statistic": res.statistic, "p-value": res.pvalue})
+        if sample == "fog" and len(sel) >= 2:
+            res = stats.kstest(sel, stats.uniform(loc=-90, scale=180).cdf)
+            rows.append({"sample": sample, "test": "selected vs isotropy (KS)", "n selected": len(sel),
+                         "statistic": res.statistic, "p-value": res.pvalue})
+    return pd.DataFrame(rows).set_index(["sample", "test"])
+
+
+def rotation_check(profile: Profile, n_events: int = 300, angles=(45, 90, 135, 180, 225, 270, 315)) -> pd.DataFrame:
+    """Score spread of test events under image rotations (the last ensemble member).
+
+    Returns per sample: events, mean score, mean and maximum standard deviation of each event's
+    score over the original and rotated images, and the fraction whose selection flips."""
+    from . import preprocessing
+    members = sorted((network_analysis.workdir(profile) / "final").glob("epoch_*.keras"))
+    model = training.load_member(members[-1])
+    cut = json.loads((paths.results_dir(profile.name) / "newsnet_threshold.json").read_text())["value"]
+    rows = []
+    for sample in SAMPLES:
+        table, images, _ = network_analysis.split_data(profile, "test")
+        pick = np.flatnonzero(table["sample"] == sample)[:n_events]
+        x = preprocessing.preprocess(images[pick])
+        scores = [training.signal_probability(model.predict(x, verbose=0))]
+        for a in angles:
+            scores.append(training.signal_probability(model.predict(
+                preprocessing.rotate_events(x, np.full(len(x), float(a))), verbose=0)))
+        s = np.array(scores)
+        flips = (s > cut).any(axis=0) & ~(s > cut).all(axis=0)
+        rows.append({"sample": sample, "events": len(pick), "mean score": s.mean(),
+                     "mean score spread": s.std(axis=0).mean(), "max score spread": s.std(axis=0).max(),
+                     "selection flips": flips.mean()})
+    return pd.DataFrame(rows).set_index("sample")

@@ -1,0 +1,201 @@
+"""NEWSnet on a profile's dataset: the search, the final fit and its snapshot ensemble, scores,
+the cut at 30 % C100keV efficiency, Table 1 rows and the curves of paper Figure 4.
+
+Everything is written under ``results/<profile>/newsnet/`` and resumes from there: the search
+history after every call, the final fit every epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pandas as pd
+
+from . import conventional, dataset, metrics, paths, search, selection, training
+from .models import CLASSES, PAPER_PARAMETERS, keras
+from .profiles import Profile
+
+LABELS = {name: i for i, name in enumerate(CLASSES)}
+
+
+def workdir(profile: Profile):
+    d = paths.results_dir(profile.name) / "newsnet"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def split_data(profile: Profile, split: str, fraction: float = 1.0, seed: int = 0):
+    """Clean events of the three classes in ``split``: (table, uint8 images, labels).
+
+    ``fraction`` < 1 keeps a stratified random subset (the search uses half the training data).
+    """
+    clean = selection.clean_events(profile, progress=False)
+    rows = clean[(clean["split"] == split) & clean["sample"].isin(CLASSES)].reset_index(drop=True)
+    if fraction < 1.0:
+        rng = np.random.default_rng([seed, 7])
+        keep = np.concatenate([rng.permutation(np.flatnonzero(rows["sample"] == s))[: int(round(fraction * (rows["sample"] == s).sum()))]
+                               for s in CLASSES])
+        rows = rows.iloc[np.sort(keep)].reset_index(drop=True)
+    images = dataset.load_images(dataset.dataset_dir(profile), rows)
+    labels = rows["sample"].astype(str).map(LABELS).to_numpy()
+    return rows, images, labels
+
+
+def run_search(profile: Profile, progress: bool = True) -> pd.DataFrame:
+    """The profile's GP search (resumable); returns the history."""
+    cfg = profile.search
+    _, images, labels = split_data(profile, "train", cfg["train_fraction"], profile.seed)
+    tmp = workdir(profile) / "search_fits"
+
+    def objective(params):
+        return search.cross_validated_auc(params, images, labels, cfg["folds"], cfg["epochs"],
+                                          profile.network["width_scale"], profile.network["batch_size"],
+                                          profile.seed, tmp)
+
+    return search.run(objective, cfg["n_calls"], cfg["n_initial_points"], profile.seed,
+                      workdir(profile) / "search_history.json", progress)
+
+
+def chosen_parameters(profile: Profile) -> tuple[dict, str]:
+    """The search's best parameters, or the paper's when no search has run."""
+    path = workdir(profile) / "search_history.json"
+    if path.exists():
+        return search.best(pd.DataFrame(json.loads(path.read_text()))), "search"
+    return dict(PAPER_PARAMETERS), "paper (no search history)"
+
+
+def train_final(profile: Profile, params: dict, verbose: int = 0):
+    """Fit on the whole training split; returns (history, ensemble member paths)."""
+    keras.utils.set_random_seed(profile.seed)
+    net, tr = profile.network, profile.training
+    _, x_train, y_train = split_data(profile, "train")
+    _, x_val, y_val = split_data(profile, "validation")
+    train = training.EventSequence(x_train, y_train, net["batch_size"], shuffle=True, augment=True, seed=profile.seed)
+    val = training.EventSequence(x_val, y_val, net["batch_size"])
+    _, history, members = training.fit(params, train, val, tr["epochs"], workdir(profile) / "final",
+                                       net["width_scale"], tr["ensemble"], verbose)
+    return history, members
+
+
+def score(profile: Profile, members: list, splits=("validation", "test")) -> tuple[pd.DataFrame, np.ndarray]:
+    """Ensemble scores of the clean events of ``splits``: the table (with ``score`` = mean summed
+    carbon probability over members, ``score_std``, ``predicted`` class) and the member
+    probabilities (M, N, 3); both saved in ``results/<profile>/newsnet/``."""
+    models = [training.load_member(p) for p in members]
+    tables, probs = [], []
+    for split in splits:
+        rows, images, _ = split_data(profile, split)
+        p = training.predict(models, images, profile.network["batch_size"])
+        tables.append(rows)
+        probs.append(p)
+    table = pd.concat(tables, ignore_index=True)
+    probs = np.concatenate(probs, axis=1)
+    s = training.signal_probability(probs)
+    table["score"], table["score_std"] = s.mean(axis=0), s.std(axis=0)
+    table["predicted"] = np.asarray(CLASSES)[probs.mean(axis=0).argmax(axis=1)]
+    table[["file", "event_id", "sample", "split", "score", "score_std", "predicted"]].to_csv(
+        workdir(profile) / "scores.csv", index=False)
+    np.save(workdir(profile) / "member_probabilities.npy", probs)
+    return table, probs
+
+
+def member_scores(probs: np.ndarray) -> np.ndarray:
+    return training.signal_probability(probs)
+
+
+def table1_rows(table: pd.DataFrame, probs: np.ndarray) -> tuple[pd.DataFrame, tuple]:
+    """NEWSnet rows of Table 1 at the cut on the ensemble-mean score that keeps 30 % of C100keV
+    validation events, with the binomial interval and ``ensemble_spread`` (standard deviation
+    of the same quantity over the members, each with its own 30 % cut). Returns (rows, cut)."""
+    cut = conventional.reference_threshold(table, "score")
+    rows = conventional.table1_rows(table, "newsnet", "score", cut[0])
+    members = member_scores(probs)
+    spread = []
+    for m in members:
+        t = table.assign(score=m)
+        tm = conventional.reference_threshold(t, "score")[0]
+        spread.append(conventional.table1_rows(t, "newsnet", "score", tm)["value"].to_numpy())
+    rows["ensemble_spread"] = np.std(spread, axis=0) if len(spread) > 1 else np.nan
+    return rows, cut
+
+
+def efficiency_band(table: pd.DataFrame, probs: np.ndarray, signal: str, split: str = "validation",
+                    grid=np.linspace(0.01, 1.0, 100)):
+    """Fog fraction passing at each signal efficiency of ``grid`` for every ensemble member:
+    (grid, (M, G) background fractions) for paper Figure 4."""
+    sel_s = ((table["sample"] == signal) & (table["split"] == split)).to_numpy()
+    sel_b = ((table["sample"] == "fog") & (table["split"] == split)).to_numpy()
+    out = []
+    for m in member_scores(probs):
+        sig, bkg = np.sort(m[sel_s]), np.sort(m[sel_b])
+        thr = np.quantile(sig, 1.0 - grid)
+        out.append(1.0 - np.searchsorted(bkg, thr, side="right") / len(bkg))
+    return grid, np.array(out)
+
+
+def throughput(model, images: np.ndarray, batch_size: int, repeats: int = 1) -> dict:
+    """Training and inference events/s of ``model`` on ``images`` (one epoch each, after a warm-up)."""
+    labels = np.arange(len(images)) % 3
+    seq = training.EventSequence(images, labels, batch_size, shuffle=True, augment=True)
+    model.fit(seq, epochs=1, verbose=0)
+    t = time.perf_counter()
+    model.fit(seq, epochs=1, verbose=0)
+    train_rate = len(images) / (time.perf_counter() - t)
+    pseq = training.EventSequence(images, None, batch_size)
+    model.predict(pseq, verbose=0)
+    t = time.perf_counter()
+    for _ in range(repeats):
+        model.predict(pseq, verbose=0)
+    return {"train_events_per_s": train_rate, "inference_events_per_s": repeats * len(images) / (time.perf_counter() - t)}
+
+
+def binary_auc(table: pd.DataFrame, score_column: str = "score", split: str = "validation") -> float:
+    from sklearn.metrics import roc_auc_score
+    t = table[table["split"] == split]
+    return float(roc_auc_score(t["sample"] != "fog", t[score_column]))
+
+
+def reduction_at_reference(table: pd.DataFrame, column: str = "score") -> dict:
+    cut = conventional.reference_threshold(table, column)[0]
+    return metrics.reduction_factor(conventional.select(table, "fog", "validation")[column], cut)
+
+
+def compare_architectures(profile: Profile, params: dict, newsnet_table: pd.DataFrame, newsnet_model,
+                          n_timing: int = 256) -> pd.DataFrame:
+    """Architecture table: NEWSnet (the trained ensemble's last member) against the compact nets,
+    each compact net trained like NEWSnet (same epochs, loss and optimiser settings).
+
+    Columns: trainable parameters, FLOPs per event, training and inference events/s (this
+    machine), validation AUC (carbon vs fog) and fog reduction factor at 30 % C100keV."""
+    from .models import ARCHITECTURES, flops_per_event, trainable_parameters
+
+    rows = []
+    _, x_train, y_train = split_data(profile, "train")
+    val_rows, x_val, _ = split_data(profile, "validation")
+    timing = x_train[:n_timing]
+    entries = [("newsnet", newsnet_model, newsnet_table[newsnet_table["split"] == "validation"])]
+    for name in ("compact_3d", "polarisation_channels_2d"):
+        keras.utils.set_random_seed(profile.seed)
+        model = ARCHITECTURES[name]()
+        beta_1, beta_2 = 1 - 1 / params["beta_1_inv"], 1 - 1 / params["beta_2_inv"]
+        model.compile(optimizer=keras.optimizers.Adam(params["learning_rate"], beta_1=beta_1, beta_2=beta_2),
+                      loss=training.CombinedLoss(params["loss_lambda"]))
+        sched = keras.callbacks.LearningRateScheduler(training.learning_rate_schedule(
+            params["learning_rate"], params["decay_rate"], profile.training["epochs"]))
+        model.fit(training.EventSequence(x_train, y_train, profile.network["batch_size"], shuffle=True, augment=True,
+                                         seed=profile.seed), epochs=profile.training["epochs"], verbose=0, callbacks=[sched])
+        p = model.predict(training.EventSequence(x_val, None, profile.network["batch_size"]), verbose=0)
+        entries.append((name, model, val_rows.assign(score=training.signal_probability(p))))
+    for name, model, table in entries:
+        rate = throughput(model, timing, profile.network["batch_size"])
+        red = reduction_at_reference(table)
+        rows.append({"architecture": name, "parameters": trainable_parameters(model),
+                     "MFLOPs per event": round(flops_per_event(model) / 1e6, 1),
+                     "train events/s": round(rate["train_events_per_s"]),
+                     "inference events/s": round(rate["inference_events_per_s"]),
+                     "validation AUC": round(binary_auc(table), 3),
+                     "fog reduction at 30% C100keV": metrics.format_value(red["value"], red["value"] - red["low"],
+                                                                          red["high"] - red["value"])})
+    return pd.DataFrame(rows).set_index("architecture")
