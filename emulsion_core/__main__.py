@@ -61,6 +61,16 @@ def _calibrate(args) -> int:
     return 0
 
 
+def _predict(args) -> int:
+    from .predict import predict_files
+    result = predict_files(args.model, args.input, args.output, args.on_error, progress=True)
+    print(f"scored {result['scored']} events into {args.output}")
+    if result["failed"]:
+        print(f"{len(result['failed'])} file(s) failed: {', '.join(result['failed'])}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="emulsion_core", description="emulsion-dl command line")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -84,6 +94,13 @@ def main(argv=None) -> int:
     c.add_argument("--checkpoint", default="results/calibration/simulator.json",
                    help="history file, updated after every call; a rerun resumes from it")
     c.set_defaults(func=_calibrate)
+    pr = sub.add_parser("predict", help="score scan files with trained networks (ensemble mean), streaming")
+    pr.add_argument("--model", action="append", required=True, help=".keras file; repeat for an ensemble")
+    pr.add_argument("--input", nargs="+", required=True, help="scan files (format_version 1)")
+    pr.add_argument("--output", required=True, help="CSV of per-event scores (appended; resumes)")
+    pr.add_argument("--on-error", choices=["stop", "skip"], default="stop",
+                    help="a bad file stops the run (default) or is skipped; rows already written stay")
+    pr.set_defaults(func=_predict)
     args = ap.parse_args(argv)
     from .profiles import ProfileError
     from .io import DataFormatError

@@ -104,7 +104,8 @@ def fit(params: dict, train: EventSequence, validation: EventSequence | None, ep
 
 
 def load_member(path) -> "keras.Model":
-    return keras.models.load_model(path, custom_objects={"CombinedLoss": CombinedLoss})
+    """A saved network for inference (optimizer state not restored)."""
+    return keras.models.load_model(path, custom_objects={"CombinedLoss": CombinedLoss}, compile=False)
 
 
 def predict(models: list, images: np.ndarray, batch_size: int = 256, camera_max: float = 255.0) -> np.ndarray:

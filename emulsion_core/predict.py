@@ -1,0 +1,66 @@
+"""Score any number of scan files with trained networks, streaming each file in blocks.
+
+Rows (file, event_id, score, score_std, p_C30keV, p_C100keV, p_fog) are appended to the output
+CSV block by block and flushed, so an interrupted run keeps everything already scored. A file
+that cannot be read is reported by name and either skipped or stops the run.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from . import io
+from .models import CLASSES
+
+
+def predict_files(model_paths: list, inputs: list, output, on_error: str = "stop", block_size: int = 2048,
+                  batch_size: int = 256, progress: bool = True) -> dict:
+    """Score ``inputs`` with the mean of ``model_paths``; returns {"scored": n, "failed": [files]}."""
+    from . import preprocessing, training
+    models = [training.load_member(p) for p in model_paths]
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    header = not output.exists() or output.stat().st_size == 0
+    done = set()
+    if not header:  # resume: files already complete in the output are not scored again
+        prev = pd.read_csv(output, usecols=["file"])
+        done = set(prev["file"].unique())
+    total, failed = 0, []
+    with open(output, "a", newline="") as out:
+        for path in inputs:
+            path = Path(path)
+            if str(path) in done:
+                continue
+            try:
+                attrs = io.read_attrs(path)
+                n = len(io.read_events(path))
+                bar = tqdm(total=n, unit="ev", desc=path.name, **({} if progress else {"disable": True}))
+                rows = []
+                for images, events in io.iter_scan_blocks(path, block_size):
+                    images = preprocessing.standard_polarisations(images, attrs["polarisation_deg"], str(path))
+                    probs = training.predict(models, images, batch_size, attrs["camera_max"])
+                    s = training.signal_probability(probs)
+                    mean = probs.mean(axis=0)
+                    rows.append(pd.DataFrame({"file": str(path), "event_id": events["event_id"].to_numpy(),
+                                              "score": s.mean(axis=0), "score_std": s.std(axis=0),
+                                              **{f"p_{c}": mean[:, i] for i, c in enumerate(CLASSES)}}))
+                    bar.update(len(images))
+                bar.close()
+            except io.DataFormatError as err:
+                failed.append(str(path))
+                print(f"error: {err}", file=sys.stderr)
+                if on_error == "stop":
+                    break
+                continue
+            # a file's rows are written together, so the output never holds half a file
+            table = pd.concat(rows, ignore_index=True)
+            table.to_csv(out, header=header, index=False, float_format="%.6g")
+            out.flush()
+            header = False
+            total += len(table)
+    return {"scored": total, "failed": failed}
