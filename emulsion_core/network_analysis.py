@@ -70,9 +70,12 @@ def train_final(profile: Profile, params: dict, verbose: int = 0):
     """Fit on the whole training split; returns (history, ensemble member paths)."""
     keras.utils.set_random_seed(profile.seed)
     net, tr = profile.network, profile.training
-    _, x_train, y_train = split_data(profile, "train")
+    clean = selection.clean_events(profile, progress=False)
+    rows = clean[(clean["split"] == "train") & clean["sample"].isin(CLASSES)]
+    # the training split is streamed from the scan files (it may not fit in memory)
+    train = training.ScanSequence(dataset.dataset_dir(profile), rows.assign(label=rows["sample"].astype(str).map(LABELS)),
+                                  net["batch_size"], shuffle=True, augment=True, seed=profile.seed)
     _, x_val, y_val = split_data(profile, "validation")
-    train = training.EventSequence(x_train, y_train, net["batch_size"], shuffle=True, augment=True, seed=profile.seed)
     val = training.EventSequence(x_val, y_val, net["batch_size"])
     _, history, members = training.fit(params, train, val, tr["epochs"], workdir(profile) / "final",
                                        net["width_scale"], tr["ensemble"], verbose)
@@ -138,6 +141,8 @@ def efficiency_band(table: pd.DataFrame, probs: np.ndarray, signal: str, split: 
 def throughput(model, images: np.ndarray, batch_size: int, repeats: int = 1) -> dict:
     """Training and inference events/s of ``model`` on ``images`` (one epoch each, after a warm-up)."""
     labels = np.arange(len(images)) % 3
+    if not getattr(model, "compiled", False):  # a network loaded for inference
+        model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=training.CombinedLoss(0.5))
     seq = training.EventSequence(images, labels, batch_size, shuffle=True, augment=True)
     model.fit(seq, epochs=1, verbose=0)
     t = time.perf_counter()

@@ -1,9 +1,10 @@
 """Training NEWSnet: batches from polarisation images, Adam with an exponentially decaying
 learning rate, a checkpoint every epoch, resumption, and the snapshot ensemble of the last epochs.
 
-The raw uint8 images of a split stay in memory (12.8 kB per event: the paper's 129k training
-events take 1.7 GB); each batch is preprocessed to float32 on the fly (``preprocessing``), with
-a random rotation per event for training batches. The preprocessing has no statistics fitted
+``ScanSequence`` streams the training split from the scan files window by window (only a few
+blocks in memory); ``EventSequence`` serves events already in memory as uint8 (12.8 kB per
+event). Each batch is preprocessed to float32 on the fly (``preprocessing``), with a random
+rotation per event for training batches. The preprocessing has no statistics fitted
 to data (each image's own median is subtracted), so nothing can leak from validation or test.
 """
 
@@ -117,3 +118,80 @@ def predict(models: list, images: np.ndarray, batch_size: int = 256, camera_max:
 def signal_probability(probabilities: np.ndarray) -> np.ndarray:
     """Summed carbon probability p(C30keV) + p(C100keV)."""
     return probabilities[..., list(SIGNAL_CLASSES)].sum(axis=-1)
+
+
+class ScanSequence(keras.utils.PyDataset):
+    """Keras dataset streamed from scan files, for datasets larger than memory.
+
+    events : table with ``file``, ``event_id`` and ``label`` of the wanted events. Each epoch the
+    wanted events of every file are cut into contiguous blocks of ``block_events`` (read with one
+    slice each), the blocks of all files are shuffled and taken ``window_blocks`` at a time, and
+    each window's events are shuffled and cut into batches, so batches mix classes while reads
+    stay sequential. Only one window is in memory. Deterministic from (seed, epoch).
+    """
+
+    def __init__(self, folder, events: pd.DataFrame, batch_size: int, shuffle: bool = True, augment: bool = False,
+                 seed: int = 0, block_events: int = 1024, window_blocks: int = 8, camera_max: float = 255.0, **kw):
+        from . import io
+        super().__init__(**kw)
+        self.folder = Path(folder)
+        self.batch_size, self.shuffle, self.augment, self.seed = int(batch_size), shuffle, augment, int(seed)
+        self.block_events, self.window_blocks, self.camera_max = block_events, window_blocks, camera_max
+        self.files = {}
+        for name, group in events.groupby("file", sort=True):
+            ids = pd.Index(io.read_events(self.folder / name)["event_id"])
+            pos = ids.get_indexer(group["event_id"].to_numpy())
+            order = np.argsort(pos)
+            self.files[name] = (pos[order], group["label"].to_numpy()[order])
+        self.epoch = 0
+        self._plan()
+
+    def _plan(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        blocks = [(name, a) for name, (pos, _) in self.files.items() for a in range(0, len(pos), self.block_events)]
+        if self.shuffle:
+            blocks = [blocks[i] for i in rng.permutation(len(blocks))]
+        self.windows = [blocks[i:i + self.window_blocks] for i in range(0, len(blocks), self.window_blocks)]
+        self.batches = []  # (window index, batch index within window)
+        self.window_sizes = []
+        for w, window in enumerate(self.windows):
+            n = sum(min(self.block_events, len(self.files[name][0]) - a) for name, a in window)
+            self.window_sizes.append(n)
+            self.batches += [(w, b) for b in range(math.ceil(n / self.batch_size))]
+        self._cached = (None, None)
+
+    def _window(self, w):
+        from . import io
+        if self._cached[0] == w:
+            return self._cached[1]
+        images, labels = [], []
+        for name, a in self.windows[w]:
+            pos, lab = self.files[name]
+            sel, lab = pos[a:a + self.block_events], lab[a:a + self.block_events]
+            lo, hi = int(sel[0]), int(sel[-1]) + 1
+            with io.h5py.File(self.folder / name, "r") as f:
+                block = f["images"][lo:hi]
+            images.append(block[sel - lo])
+            labels.append(lab)
+        images, labels = np.concatenate(images), np.concatenate(labels)
+        if self.shuffle:
+            perm = np.random.default_rng([self.seed, self.epoch, w]).permutation(len(labels))
+            images, labels = images[perm], labels[perm]
+        self._cached = (w, (images, labels))
+        return images, labels
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __getitem__(self, idx):
+        w, b = self.batches[idx]
+        images, labels = self._window(w)
+        sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
+        x = preprocessing.preprocess(images[sl], self.camera_max)
+        if self.augment:
+            x = preprocessing.random_rotation(x, np.random.default_rng([self.seed, self.epoch, idx]))
+        return x, keras.utils.to_categorical(labels[sl], len(CLASSES))
+
+    def on_epoch_end(self):
+        self.epoch += 1
+        self._plan()
