@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 from emulsion_core import models, training
-from emulsion_core.models import keras, tf
+from emulsion_core.tf_quiet import keras, tf
 
 
 def matmul_flops(n: int = 2048, repeats: int = 10) -> float:
