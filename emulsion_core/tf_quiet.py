@@ -5,17 +5,16 @@ them in TF 2.21 (ecosystem.md 2.4). Everything else TensorFlow logs later is kep
 from __future__ import annotations
 
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _import_quietly():
+    fd = 2  # the C++ runtime writes to file descriptor 2, whatever sys.stderr is
     try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, ValueError, OSError):
-        fd = None
-    saved = os.dup(fd) if fd is not None else None
+        saved = os.dup(fd)
+    except OSError:
+        saved = None
     try:
         if saved is not None:
             devnull = os.open(os.devnull, os.O_WRONLY)

@@ -98,6 +98,12 @@ def fit(params: dict, train: EventSequence, validation: EventSequence | None, ep
         keras.callbacks.BackupAndRestore(str(workdir / "backup")),
         keras.callbacks.CSVLogger(str(workdir / "history.csv"), append=True),
     ]
+    meta = workdir / "backup" / "training_metadata.json"
+    if meta.exists() and hasattr(train, "on_epoch_end"):
+        # resuming: give the batches of the epoch the fit restarts at, as an unbroken fit would
+        import json
+        for _ in range(int(json.loads(meta.read_text()).get("epoch", 0))):
+            train.on_epoch_end()
     model.fit(train, validation_data=validation, epochs=epochs, callbacks=callbacks, verbose=verbose)
     history = pd.read_csv(workdir / "history.csv").drop_duplicates("epoch", keep="last")
     members = [workdir / f"epoch_{e:03d}.keras" for e in range(epochs - ensemble + 1, epochs + 1)] if ensemble else []

@@ -122,3 +122,65 @@ def test_scan_sequence_streams_every_wanted_event_once_with_mixed_classes(tmp_pa
     seq.on_epoch_end()
     y2 = np.concatenate([seq[i][1] for i in range(len(seq))]).argmax(axis=1)
     assert sorted(y2) == sorted(first_epoch) and not np.array_equal(y2, first_epoch)
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path, models):
+    """Kill the fit after epoch 2 of 3, resume: the final weights equal an unbroken fit's."""
+    from emulsion_core import training
+    keras = models.keras
+    rng = np.random.default_rng(0)
+    images = rng.integers(20, 60, (64, 8, 40, 40), dtype=np.uint8)
+    labels = np.arange(64) % 3
+    params = {**models.PAPER_PARAMETERS, "n_identity": 0, "dropout_1": 0.0, "dropout_2": 0.0}
+
+    def run(workdir, stop_after=None):
+        keras.utils.set_random_seed(1)
+        seq = training.EventSequence(images, labels, 16, shuffle=True, augment=True, seed=2)
+        if stop_after is not None:
+            class Stop(keras.callbacks.Callback):
+                def on_epoch_end(self, epoch, logs=None):
+                    if epoch + 1 == stop_after:
+                        raise KeyboardInterrupt
+            original = training.keras.callbacks.CSVLogger
+            training.keras.callbacks.CSVLogger = lambda *a, **k: _Chain(original(*a, **k), Stop())
+            try:
+                with pytest.raises(KeyboardInterrupt):
+                    training.fit(params, seq, None, 3, workdir, width_scale=0.0625)
+            finally:
+                training.keras.callbacks.CSVLogger = original
+            keras.utils.set_random_seed(1)
+            seq = training.EventSequence(images, labels, 16, shuffle=True, augment=True, seed=2)
+        model, history, _ = training.fit(params, seq, None, 3, workdir, width_scale=0.0625)
+        return model, history
+
+    class _Chain(keras.callbacks.Callback):
+        def __init__(self, *cbs):
+            super().__init__()
+            self.cbs = cbs
+
+        def set_model(self, model):
+            for c in self.cbs:
+                c.set_model(model)
+
+        def on_train_begin(self, logs=None):
+            for c in self.cbs:
+                c.on_train_begin(logs)
+
+        def on_epoch_end(self, epoch, logs=None):
+            try:
+                for c in self.cbs:
+                    c.on_epoch_end(epoch, logs)
+            except KeyboardInterrupt:
+                self.cbs[0].on_train_end()  # close the CSV log as a killed process would
+                raise
+
+        def on_train_end(self, logs=None):
+            for c in self.cbs:
+                c.on_train_end(logs)
+
+    full, _ = run(tmp_path / "full")
+    resumed, history = run(tmp_path / "resumed", stop_after=2)
+    assert list(history["epoch"]) == [0, 1, 2]
+    for a, b in zip(full.get_weights(), resumed.get_weights()):
+        # equal up to float round-off (oneDNN reduction order); a restart from scratch differs by O(1)
+        np.testing.assert_allclose(a, b, rtol=0, atol=2e-3)
