@@ -8,4 +8,4 @@ cd "$here"
 source "$here/scripts/bootstrap.sh"
 export TQDM_DISABLE=1 PYTHONHASHSEED=0
 exec python -m pytest --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
-    --nbval-cell-timeout=1200 tests notebooks "$@"
+    --nbval-cell-timeout=1200 --durations=8 tests notebooks "$@"
