@@ -11,7 +11,6 @@ and the Gaussian-process search converges.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import cleaning
+from . import history as history_file
 from .barshift import conventional_variables
 from .features import cluster_features
 from .metrics import threshold_at_efficiency
@@ -104,7 +104,7 @@ def calibrate(n_calls: int = 30, n_clean: int = 3000, seed: int = 2021, checkpoi
     free = free or FREE
     names = list(free)
     space = [Real(free[k][0], free[k][1], name=k) for k in names]
-    history = _load(checkpoint) if checkpoint else []
+    history = history_file.load(checkpoint) if checkpoint else []
     bar = tqdm(total=n_calls, initial=len(history), desc="calibrate", **({} if progress else {"disable": True}))
 
     def objective(x):
@@ -112,7 +112,7 @@ def calibrate(n_calls: int = 30, n_clean: int = 3000, seed: int = 2021, checkpoi
         history.append({**dict(zip(names, map(float, x))), "threshold_nm": summary.threshold_nm,
                         **{f"eff_{k}": v for k, v in summary.efficiency.items()}, "chi2": summary.chi2()})
         if checkpoint:
-            _save(checkpoint, history)
+            history_file.save(checkpoint, history)
         bar.update(1)
         return summary.chi2()
 
@@ -127,16 +127,3 @@ def calibrate(n_calls: int = 30, n_clean: int = 3000, seed: int = 2021, checkpoi
     best = table.loc[table["chi2"].idxmin()]
     params = {k: float(best[k]) for k in names}
     return params, barshift_summary(with_parameters(cfg, params), n_clean, seed), table
-
-
-def _load(path) -> list:
-    path = Path(path)
-    return json.loads(path.read_text()) if path.exists() else []
-
-
-def _save(path, history: list) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(history, indent=1))
-    tmp.replace(path)

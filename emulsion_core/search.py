@@ -10,11 +10,12 @@ did not), and continues exactly where the uninterrupted search would have.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from . import history as history_file
 
 # name: (kind, low, high, prior) -- [P21] Appendix A ranges
 SPACE = {
@@ -53,7 +54,7 @@ def run(objective, n_calls: int, n_initial_points: int, seed: int, checkpoint=No
 
     opt = Optimizer(skopt_space(), base_estimator="GP", n_initial_points=n_initial_points,
                     initial_point_generator="sobol", acq_func="EI", random_state=seed)
-    history = _load(checkpoint)
+    history = history_file.load(checkpoint)
     for row in history:  # replay
         opt.tell([row[k] for k in SPACE], -row["score"])
     bar = tqdm(total=n_calls, initial=len(history), desc="search", **({} if progress else {"disable": True}))
@@ -64,7 +65,7 @@ def run(objective, n_calls: int, n_initial_points: int, seed: int, checkpoint=No
         opt.tell(x, -score)
         history.append({**params, "score": score, "call": len(history)})
         if checkpoint:
-            _save(checkpoint, history)
+            history_file.save(checkpoint, history)
         bar.update(1)
     bar.close()
     return pd.DataFrame(history)
@@ -101,20 +102,6 @@ def cross_validated_auc(params: dict, images: np.ndarray, labels: np.ndarray, fo
         keras.backend.clear_session()
     return float(np.mean(aucs))
 
-
-def _load(path) -> list:
-    if path is None:
-        return []
-    path = Path(path)
-    return json.loads(path.read_text()) if path.exists() else []
-
-
-def _save(path, history: list) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(history, indent=1))
-    tmp.replace(path)
 
 
 def result(history: pd.DataFrame, n_initial_points: int, seed: int):
