@@ -12,7 +12,6 @@ and the Gaussian-process search converges.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

@@ -77,6 +77,12 @@ def newsnet(dropout_1: float = 0.4, dropout_2: float = 0.3, dropout_3: float = 0
     return keras.Model(inp, out, name="newsnet")
 
 
+def _classifier_head(x, dropout: float, n_classes: int):
+    """Dropout, dense softmax over the classes (float32 output)."""
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    return keras.layers.Dense(n_classes, activation="softmax", name="class_probabilities", dtype="float32")(x)
+
+
 def compact_3d(filters: tuple = (16, 32, 64), dropout: float = 0.2, input_shape: tuple = INPUT_SHAPE,
                n_classes: int = 3, **_ignored) -> "keras.Model":
     """A compact 3D CNN: [3x3x3 conv, BN, swish, max pool] per width, global average pool, dense."""
@@ -86,9 +92,7 @@ def compact_3d(filters: tuple = (16, 32, 64), dropout: float = 0.2, input_shape:
     for i, f in enumerate(filters):
         x = _conv_bn(x, f, 3, name=f"block{i + 1}")
         x = layers.MaxPooling3D(pool_size=(1, 2, 2) if i == 0 else 2, padding="same", name=f"pool{i + 1}")(x)
-    x = layers.GlobalAveragePooling3D(name="gap")(x)
-    x = layers.Dropout(dropout, name="dropout")(x)
-    out = layers.Dense(n_classes, activation="softmax", name="class_probabilities", dtype="float32")(x)
+    out = _classifier_head(layers.GlobalAveragePooling3D(name="gap")(x), dropout, n_classes)
     return keras.Model(inp, out, name="compact_3d")
 
 
@@ -104,9 +108,7 @@ def polarisation_channels_2d(filters: tuple = (32, 64, 128), dropout: float = 0.
         x = layers.BatchNormalization(name=f"block{i + 1}_bn")(x)
         x = layers.Activation("swish", name=f"block{i + 1}_swish")(x)
         x = layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
-    x = layers.GlobalAveragePooling2D(name="gap")(x)
-    x = layers.Dropout(dropout, name="dropout")(x)
-    out = layers.Dense(n_classes, activation="softmax", name="class_probabilities", dtype="float32")(x)
+    out = _classifier_head(layers.GlobalAveragePooling2D(name="gap")(x), dropout, n_classes)
     return keras.Model(inp, out, name="polarisation_channels_2d")
 
 

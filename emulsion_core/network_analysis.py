@@ -47,12 +47,11 @@ def run_search(profile: Profile, progress: bool = True) -> pd.DataFrame:
     """The profile's GP search (resumable); returns the history."""
     cfg = profile.search
     _, images, labels = split_data(profile, "train", cfg["train_fraction"], profile.seed)
-    tmp = workdir(profile) / "search_fits"
 
     def objective(params):
         return search.cross_validated_auc(params, images, labels, cfg["folds"], cfg["epochs"],
                                           profile.network["width_scale"], profile.network["batch_size"],
-                                          profile.seed, tmp)
+                                          profile.seed)
 
     return search.run(objective, cfg["n_calls"], cfg["n_initial_points"], profile.seed,
                       workdir(profile) / "search_history.json", progress)
@@ -104,17 +103,13 @@ def score(profile: Profile, members: list, splits=("validation", "test")) -> tup
     return table, probs
 
 
-def member_scores(probs: np.ndarray) -> np.ndarray:
-    return training.signal_probability(probs)
-
-
 def table1_rows(table: pd.DataFrame, probs: np.ndarray) -> tuple[pd.DataFrame, tuple]:
     """NEWSnet rows of Table 1 at the cut on the ensemble-mean score that keeps 30 % of C100keV
     validation events, with the binomial interval and ``ensemble_spread`` (standard deviation
     of the same quantity over the members, each with its own 30 % cut). Returns (rows, cut)."""
     cut = conventional.reference_threshold(table, "score")
     rows = conventional.table1_rows(table, "newsnet", "score", cut[0])
-    members = member_scores(probs)
+    members = training.signal_probability(probs)
     spread = []
     for m in members:
         t = table.assign(score=m)
@@ -131,7 +126,7 @@ def efficiency_band(table: pd.DataFrame, probs: np.ndarray, signal: str, split: 
     sel_s = ((table["sample"] == signal) & (table["split"] == split)).to_numpy()
     sel_b = ((table["sample"] == "fog") & (table["split"] == split)).to_numpy()
     out = []
-    for m in member_scores(probs):
+    for m in training.signal_probability(probs):
         sig, bkg = np.sort(m[sel_s]), np.sort(m[sel_b])
         thr = np.quantile(sig, 1.0 - grid)
         out.append(1.0 - np.searchsorted(bkg, thr, side="right") / len(bkg))
@@ -183,14 +178,10 @@ def compare_architectures(profile: Profile, params: dict, newsnet_table: pd.Data
     entries = [("newsnet", newsnet_model, newsnet_table[newsnet_table["split"] == "validation"])]
     for name in ("compact_3d", "polarisation_channels_2d"):
         keras.utils.set_random_seed(profile.seed)
-        model = ARCHITECTURES[name]()
-        beta_1, beta_2 = 1 - 1 / params["beta_1_inv"], 1 - 1 / params["beta_2_inv"]
-        model.compile(optimizer=keras.optimizers.Adam(params["learning_rate"], beta_1=beta_1, beta_2=beta_2),
-                      loss=training.CombinedLoss(params["loss_lambda"]))
-        sched = keras.callbacks.LearningRateScheduler(training.learning_rate_schedule(
-            params["learning_rate"], params["decay_rate"], profile.training["epochs"]))
+        model = training.compile_model(ARCHITECTURES[name](), params)
         model.fit(training.EventSequence(x_train, y_train, profile.network["batch_size"], shuffle=True, augment=True,
-                                         seed=profile.seed), epochs=profile.training["epochs"], verbose=0, callbacks=[sched])
+                                         seed=profile.seed), epochs=profile.training["epochs"], verbose=0,
+                  callbacks=[training.schedule_callback(params, profile.training["epochs"])])
         p = model.predict(training.EventSequence(x_val, None, profile.network["batch_size"]), verbose=0)
         entries.append((name, model, val_rows.assign(score=training.signal_probability(p))))
     for name, model, table in entries:

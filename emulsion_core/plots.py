@@ -165,6 +165,11 @@ def efficiency_vs_reduction(ax, curves: dict, marker=None):
         ax.plot(eff[ok], bkg[ok], label=label, lw=1.5)
     if marker is not None:
         ax.plot(marker[0], marker[1], "k*", ms=10, label=marker[2])
+    return _efficiency_axes(ax)
+
+
+def _efficiency_axes(ax):
+    """Axes of a signal-efficiency (x) against background-fraction (log y) plot."""
     ax.set_yscale("log")
     ax.set_xlim(0, 1)
     ax.set_xlabel("signal efficiency")
@@ -193,13 +198,7 @@ def efficiency_band_plot(ax, grid, fractions: np.ndarray, label: str, colour=Non
     line, = ax.plot(grid[ok], mean[ok], label=label, color=colour)
     ax.fill_between(grid[ok], fractions.min(axis=0)[ok].clip(min=1e-6), fractions.max(axis=0)[ok],
                     color=line.get_color(), alpha=0.25, lw=0)
-    ax.set_yscale("log")
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("signal efficiency")
-    ax.set_ylabel("background reduction factor (fog passing)")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend()
-    return ax
+    return _efficiency_axes(ax)
 
 
 def class_histograms(ax, table: pd.DataFrame, column: str = "score", bins=np.linspace(0, 1, 51)):

@@ -10,7 +10,6 @@ did not), and continues exactly where the uninterrupted search would have.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -77,23 +76,20 @@ def best(history: pd.DataFrame) -> dict:
 
 
 def cross_validated_auc(params: dict, images: np.ndarray, labels: np.ndarray, folds: int, epochs: int,
-                        width_scale: float, batch_size: int, seed: int, workdir) -> float:
+                        width_scale: float, batch_size: int, seed: int) -> float:
     """Mean binary ROC AUC (carbon vs fog) over stratified ``folds``-fold cross-validation."""
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold
 
     from .models import keras
-    from .training import EventSequence, build, signal_probability
+    from .training import EventSequence, build, schedule_callback, signal_probability
 
     aucs = []
     for k, (tr, va) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=seed).split(labels, labels)):
         keras.utils.set_random_seed(seed + k)
         model = build(params, width_scale)
-        from .training import learning_rate_schedule
-        sched = keras.callbacks.LearningRateScheduler(learning_rate_schedule(params["learning_rate"],
-                                                                             params["decay_rate"], epochs))
         model.fit(EventSequence(images[tr], labels[tr], batch_size, shuffle=True, augment=True, seed=seed + k),
-                  epochs=epochs, verbose=0, callbacks=[sched])
+                  epochs=epochs, verbose=0, callbacks=[schedule_callback(params, epochs)])
         p = model.predict(EventSequence(images[va], None, batch_size), verbose=0)
         score = signal_probability(p)
         if not np.all(np.isfinite(score)):

@@ -68,9 +68,8 @@ def scaled_widths(params: dict, width_scale: float) -> dict:
             "stem_filters": (w(32), w(64))}
 
 
-def build(params: dict, width_scale: float = 1.0) -> "keras.Model":
-    """NEWSnet with ``params`` (Appendix A names), compiled with Adam and the combined loss."""
-    model = newsnet(**scaled_widths(params, width_scale))
+def compile_model(model, params: dict) -> "keras.Model":
+    """Compile ``model`` with Adam and the combined loss from ``params`` (Appendix A names)."""
     beta_1 = 1.0 - 1.0 / float(params["beta_1_inv"])  # [P21]: beta searched as 1 / (1 - beta)
     beta_2 = 1.0 - 1.0 / float(params["beta_2_inv"])
     model.compile(optimizer=keras.optimizers.Adam(float(params["learning_rate"]), beta_1=beta_1, beta_2=beta_2),
@@ -78,10 +77,21 @@ def build(params: dict, width_scale: float = 1.0) -> "keras.Model":
     return model
 
 
+def build(params: dict, width_scale: float = 1.0) -> "keras.Model":
+    """NEWSnet with ``params`` (Appendix A names), compiled with Adam and the combined loss."""
+    return compile_model(newsnet(**scaled_widths(params, width_scale)), params)
+
+
 def learning_rate_schedule(lr0: float, decay_rate: float, epochs: int):
     """Per-epoch exponential decay: lr(e) = lr0 * decay_rate ** (e / epochs), so the rate has
     fallen by ``decay_rate`` at the end of training."""
     return lambda epoch, lr=None: float(lr0 * decay_rate ** (epoch / max(epochs, 1)))
+
+
+def schedule_callback(params: dict, epochs: int):
+    """The learning-rate scheduler callback for ``params`` over ``epochs``."""
+    return keras.callbacks.LearningRateScheduler(
+        learning_rate_schedule(params["learning_rate"], params["decay_rate"], epochs))
 
 
 def fit(params: dict, train: EventSequence, validation: EventSequence | None, epochs: int, workdir,
@@ -93,7 +103,7 @@ def fit(params: dict, train: EventSequence, validation: EventSequence | None, ep
     workdir.mkdir(parents=True, exist_ok=True)
     model = build(params, width_scale)
     callbacks = [
-        keras.callbacks.LearningRateScheduler(learning_rate_schedule(params["learning_rate"], params["decay_rate"], epochs)),
+        schedule_callback(params, epochs),
         keras.callbacks.ModelCheckpoint(str(workdir / "epoch_{epoch:03d}.keras")),
         keras.callbacks.BackupAndRestore(str(workdir / "backup")),
         keras.callbacks.CSVLogger(str(workdir / "history.csv"), append=True),

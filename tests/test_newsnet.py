@@ -71,7 +71,7 @@ def test_combined_loss_matches_a_hand_computation(models):
     lam = 0.53
     cce = -np.log([0.7, 0.6, 0.5])
     p_sig = np.array([0.9, 0.7, 0.5])
-    bce = -np.array([np.log(0.9), np.log(0.7), np.log(1 - 0.5)])
+    bce = -np.array([np.log(p_sig[0]), np.log(p_sig[1]), np.log(1 - p_sig[2])])
     expected = np.mean(cce + lam * bce)
     got = float(models.CombinedLoss(lam)(y_true, y_pred))
     assert got == pytest.approx(expected, rel=1e-5)
