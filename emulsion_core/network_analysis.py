@@ -8,7 +8,9 @@ history after every call, the final fit every epoch.
 from __future__ import annotations
 
 import json
+import shutil
 import time
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -24,6 +26,38 @@ def workdir(profile: Profile):
     d = paths.results_dir(profile.name) / "newsnet"
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+def _stamp(profile: Profile, **extra) -> dict:
+    """What a search or fit depends on: the clean selection, the network settings and the seed."""
+    clean = paths.results_dir(profile.name) / "clean_events.csv"
+    return {"clean_events": selection.stamp_of(clean), "network": dict(profile.network), "seed": profile.seed, **extra}
+
+
+def search_stamp(profile: Profile) -> dict:
+    return _stamp(profile, search=dict(profile.search))
+
+
+def fit_stamp(profile: Profile, params: dict) -> dict:
+    return _stamp(profile, training=dict(profile.training), params=dict(params))
+
+
+def resume_or_restart(path, stamp: dict, what: str) -> None:
+    """Keep ``path`` (a search history or a fit's folder) to resume from when it was made with
+    ``stamp``; otherwise move it aside to ``<name>.superseded`` with a warning, so the job starts
+    afresh instead of mixing results of other settings or data. Writes the stamp."""
+    from pathlib import Path
+    path = Path(path)
+    if path.exists() and not selection.cache_is_valid(path, stamp):
+        old = path.with_name(path.name + ".superseded")
+        if old.is_dir():
+            shutil.rmtree(old)
+        elif old.exists():
+            old.unlink()
+        path.rename(old)
+        warnings.warn(f"{what} in {path} was made with other settings or data; moved to {old.name}, "
+                      "starting afresh", stacklevel=3)
+    selection.write_stamp(path, stamp)
 
 
 def split_data(profile: Profile, split: str, fraction: float = 1.0, seed: int = 0):
@@ -53,16 +87,20 @@ def run_search(profile: Profile, progress: bool = True) -> pd.DataFrame:
                                           profile.network["width_scale"], profile.network["batch_size"],
                                           profile.seed)
 
-    return search.run(objective, cfg["n_calls"], cfg["n_initial_points"], profile.seed,
-                      workdir(profile) / "search_history.json", progress)
+    checkpoint = workdir(profile) / "search_history.json"
+    resume_or_restart(checkpoint, search_stamp(profile), "the search history")
+    return search.run(objective, cfg["n_calls"], cfg["n_initial_points"], profile.seed, checkpoint, progress)
 
 
 def chosen_parameters(profile: Profile) -> tuple[dict, str]:
-    """The search's best parameters, or the paper's when no search has run."""
+    """The search's best parameters, or the paper's when no search has run with the profile's
+    current settings and data."""
     path = workdir(profile) / "search_history.json"
-    if path.exists():
-        return search.best(pd.DataFrame(json.loads(path.read_text()))), "search"
-    return dict(PAPER_PARAMETERS), "paper (no search history)"
+    if not path.exists():
+        return dict(PAPER_PARAMETERS), "paper (no search history)"
+    if not selection.cache_is_valid(path, search_stamp(profile)):
+        return dict(PAPER_PARAMETERS), "paper (the search history was made with other settings; rerun notebook 03)"
+    return search.best(pd.DataFrame(json.loads(path.read_text()))), "search"
 
 
 def train_final(profile: Profile, params: dict, verbose: int = 0):
@@ -76,7 +114,9 @@ def train_final(profile: Profile, params: dict, verbose: int = 0):
                                   net["batch_size"], shuffle=True, augment=True, seed=profile.seed)
     _, x_val, y_val = split_data(profile, "validation")
     val = training.EventSequence(x_val, y_val, net["batch_size"])
-    _, history, members = training.fit(params, train, val, tr["epochs"], workdir(profile) / "final",
+    folder = workdir(profile) / "final"
+    resume_or_restart(folder, fit_stamp(profile, params), "the final fit")
+    _, history, members = training.fit(params, train, val, tr["epochs"], folder,
                                        net["width_scale"], tr["ensemble"], verbose)
     return history, members
 

@@ -50,3 +50,16 @@ def test_killed_search_resumes_to_the_uninterrupted_result(tmp_path):
                                full[list(search.SPACE)].to_numpy(dtype=float), rtol=1e-9)
     assert search.best(resumed) == search.best(full)
     assert full["score"].iloc[4:].max() >= full["score"].iloc[:4].max()  # the GP phase improves on the start
+
+
+def test_search_history_of_other_settings_is_set_aside_not_resumed(tmp_path):
+    from emulsion_core import network_analysis
+    history = tmp_path / "search_history.json"
+    history.write_text("[]")
+    network_analysis.resume_or_restart(history, {"search": {"n_calls": 6}}, "the search history")
+    network_analysis.resume_or_restart(history, {"search": {"n_calls": 6}}, "the search history")
+    assert history.exists()  # same settings: kept for resumption
+    with pytest.warns(UserWarning, match="other settings"):
+        network_analysis.resume_or_restart(history, {"search": {"n_calls": 10}}, "the search history")
+    assert not history.exists() and (tmp_path / "search_history.json.superseded").read_text() == "[]"
+    assert json.loads((tmp_path / "search_history.stamp.json").read_text()) == {"search": {"n_calls": 10}}
