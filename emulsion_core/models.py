@@ -20,9 +20,63 @@ PAPER_PARAMETERS = {"dropout_1": 0.4, "dropout_2": 0.3, "dropout_3": 0.0, "filte
                     "beta_2_inv": 100.0, "decay_rate": 0.1}
 
 
+def _triple(v) -> tuple:
+    return tuple(int(i) for i in v) if isinstance(v, (tuple, list)) else (int(v),) * 3
+
+
+@keras.saving.register_keras_serializable(package="emulsion_core")
+class DepthFoldedConv3D(keras.layers.Layer):
+    """A 3D convolution with 'same' padding, the function and weights (kd, kh, kw, C, F) of
+    ``keras.layers.Conv3D``, computed as one 2D convolution: the kd depth-shifted copies of the
+    input are stacked as channels. The polarisation depth is short (9), so this costs a few
+    copies, and TensorFlow's 2D kernels are 5-10x faster than its 3D ones on CPUs.
+    """
+
+    def __init__(self, filters: int, kernel_size=3, strides=1, use_bias: bool = True,
+                 kernel_initializer="glorot_uniform", **kw):
+        super().__init__(**kw)
+        self.filters, self.use_bias = int(filters), bool(use_bias)
+        self.kernel_size, self.strides = _triple(kernel_size), _triple(strides)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(name="kernel", shape=self.kernel_size + (int(input_shape[-1]), self.filters),
+                                      initializer=self.kernel_initializer)
+        self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros") if self.use_bias else None
+
+    def _depth(self, depth: int) -> tuple:
+        """Output depth and the 'same' padding (before, after) along depth."""
+        out = -(-depth // self.strides[0])
+        pad = max((out - 1) * self.strides[0] + self.kernel_size[0] - depth, 0)
+        return out, pad // 2, pad - pad // 2
+
+    def call(self, x):
+        ops = keras.ops
+        kd, kh, kw = self.kernel_size
+        _, depth, height, width, channels = x.shape
+        out, before, after = self._depth(depth)
+        x = ops.pad(x, [[0, 0], [before, after], [0, 0], [0, 0], [0, 0]])
+        step = self.strides[0]
+        shifted = [x[:, i:i + step * (out - 1) + 1:step] for i in range(kd)]
+        x = ops.concatenate(shifted, axis=-1) if kd > 1 else shifted[0]  # channel index = i * C + c
+        kernel = ops.reshape(ops.transpose(self.kernel, (1, 2, 0, 3, 4)), (kh, kw, kd * channels, self.filters))
+        y = ops.conv(ops.reshape(x, (-1, height, width, kd * channels)), kernel, strides=self.strides[1:], padding="same")
+        y = ops.reshape(y, (-1, out) + tuple(y.shape[1:]))
+        return y + self.bias if self.use_bias else y
+
+    def compute_output_shape(self, input_shape):
+        b, depth, height, width, _ = input_shape
+        return (b, self._depth(depth)[0], -(-height // self.strides[1]), -(-width // self.strides[2]), self.filters)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
+                "strides": self.strides, "use_bias": self.use_bias,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
+
+
 def _conv_bn(x, filters, kernel, strides=1, activation=True, name=None):
     layers = keras.layers
-    x = layers.Conv3D(filters, kernel, strides=strides, padding="same", name=name and name + "_conv")(x)
+    x = DepthFoldedConv3D(filters, kernel, strides=strides, name=name and name + "_conv")(x)
     x = layers.BatchNormalization(name=name and name + "_bn")(x)
     return layers.Activation("swish", name=name and name + "_swish")(x) if activation else x
 
@@ -83,9 +137,10 @@ def _classifier_head(x, dropout: float, n_classes: int):
     return keras.layers.Dense(n_classes, activation="softmax", name="class_probabilities", dtype="float32")(x)
 
 
-def compact_3d(filters: tuple = (16, 32, 64), dropout: float = 0.2, input_shape: tuple = INPUT_SHAPE,
+def compact_3d(filters: tuple = (8, 16, 32), dropout: float = 0.2, input_shape: tuple = INPUT_SHAPE,
                n_classes: int = 3, **_ignored) -> "keras.Model":
-    """A compact 3D CNN: [3x3x3 conv, BN, swish, max pool] per width, global average pool, dense."""
+    """A compact 3D CNN: [3x3x3 conv, BN, swish, max pool] per width, global average pool, dense.
+    The first layer works at full resolution (9 x 40 x 40), so its width sets the cost."""
     layers = keras.layers
     inp = keras.Input(shape=input_shape, name="polarisation_stack")
     x = inp
@@ -149,7 +204,7 @@ def flops_per_event(model) -> int:
     dense layers; batch normalisation, activations and pooling are not counted)."""
     total = 0
     for layer in model.layers:
-        if isinstance(layer, (keras.layers.Conv3D, keras.layers.Conv2D)):
+        if isinstance(layer, (DepthFoldedConv3D, keras.layers.Conv3D, keras.layers.Conv2D)):
             kernel = layer.kernel.shape  # (*k, cin, cout)
             out = layer.output.shape[1:-1]
             total += 2 * math.prod(kernel) * math.prod(out)

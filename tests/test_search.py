@@ -55,8 +55,8 @@ def test_killed_search_resumes_to_the_uninterrupted_result(tmp_path):
 def test_search_history_of_other_settings_is_set_aside_not_resumed(tmp_path):
     from emulsion_core import network_analysis
     history = tmp_path / "search_history.json"
-    history.write_text("[]")
     network_analysis.resume_or_restart(history, {"search": {"n_calls": 6}}, "the search history")
+    history.write_text("[]")  # the first calls of a search that was then killed
     network_analysis.resume_or_restart(history, {"search": {"n_calls": 6}}, "the search history")
     assert history.exists()  # same settings: kept for resumption
     with pytest.warns(UserWarning, match="other settings"):
