@@ -83,16 +83,34 @@ def build(params: dict, width_scale: float = 1.0) -> "keras.Model":
     return compile_model(newsnet(**scaled_widths(params, width_scale)), params)
 
 
-def learning_rate_schedule(lr0: float, decay_rate: float, epochs: int):
-    """Per-epoch exponential decay: lr(e) = lr0 * decay_rate ** (e / epochs), so the rate has
-    fallen by ``decay_rate`` at the end of training."""
-    return lambda epoch, lr=None: float(lr0 * decay_rate ** (epoch / max(epochs, 1)))
+class ExponentialDecay(keras.callbacks.Callback):
+    """Learning rate lr0 * decay_rate ** (t / T), set before every batch: t batches done, T those
+    of the whole fit, so the rate has fallen by ``decay_rate`` at the end of training. Per batch
+    rather than per epoch so that the decay also acts in the search's one-epoch fits, whose AUC
+    then says something about ``decay_rate``. Logs ``learning_rate`` (at the epoch's end)."""
+
+    def __init__(self, lr0: float, decay_rate: float, epochs: int):
+        super().__init__()
+        self.lr0, self.decay_rate, self.epochs = float(lr0), float(decay_rate), max(int(epochs), 1)
+        self.epoch = 0
+
+    def rate(self, epoch: int, batch: int, steps: int) -> float:
+        return self.lr0 * self.decay_rate ** ((epoch * steps + batch) / (self.epochs * steps))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.model.optimizer.learning_rate = self.rate(self.epoch, batch, max(int(self.params.get("steps") or 1), 1))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
 
 def schedule_callback(params: dict, epochs: int):
-    """The learning-rate scheduler callback for ``params`` over ``epochs``."""
-    return keras.callbacks.LearningRateScheduler(
-        learning_rate_schedule(params["learning_rate"], params["decay_rate"], epochs))
+    """The learning-rate decay callback for ``params`` (Appendix A names) over ``epochs``."""
+    return ExponentialDecay(params["learning_rate"], params["decay_rate"], epochs)
 
 
 def fit(params: dict, train: EventSequence, validation: EventSequence | None, epochs: int, workdir,

@@ -201,3 +201,26 @@ def test_depth_folded_convolution_is_keras_conv3d(models, rng, shape, filters, k
     expected = np.asarray(reference(x))
     assert np.asarray(folded(x)).shape == expected.shape
     np.testing.assert_allclose(np.asarray(folded(x)), expected, atol=1e-5)
+
+
+def test_learning_rate_decays_per_batch_to_the_decay_rate_at_the_end(models):
+    """lr0 * d ** (t / T) before every batch t of T, also within a one-epoch fit; logged per epoch."""
+    from emulsion_core import training
+    keras = models.keras
+    rates = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            rates.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+    x = np.zeros((40, 3), np.float32)
+    y = np.zeros((40, 1), np.float32)
+    for epochs in (1, 2):
+        rates.clear()
+        net = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        net.compile(optimizer=keras.optimizers.Adam(1.0), loss="mse")
+        history = net.fit(x, y, batch_size=10, epochs=epochs, verbose=0,
+                          callbacks=[training.schedule_callback({"learning_rate": 1e-3, "decay_rate": 0.01}, epochs), Record()])
+        steps = 4 * epochs
+        np.testing.assert_allclose(rates, 1e-3 * 0.01 ** (np.arange(steps) / steps), rtol=1e-5)
+        np.testing.assert_allclose(history.history["learning_rate"][-1], 1e-3 * 0.01 ** ((steps - 1) / steps), rtol=1e-5)
