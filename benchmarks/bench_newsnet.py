@@ -66,7 +66,7 @@ def main():
     labels = np.arange(args.events) % 3
     for scale in args.width_scale:
         keras.utils.set_random_seed(0)
-        net = training.build(models.PAPER_PARAMETERS, scale)
+        net = training.build(models.PAPER_PARAMETERS, scale, jit_compile=True)  # as long fits run
         flops = models.flops_per_event(net)
         seq = training.EventSequence(images, labels, args.batch, shuffle=True)
         net.fit(seq, epochs=1, verbose=0)

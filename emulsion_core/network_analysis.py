@@ -218,7 +218,8 @@ def compare_architectures(profile: Profile, params: dict, newsnet_table: pd.Data
     entries = [("newsnet", newsnet_model, newsnet_table[newsnet_table["split"] == "validation"])]
     for name in ("compact_3d", "polarisation_channels_2d"):
         keras.utils.set_random_seed(profile.seed)
-        model = training.compile_model(ARCHITECTURES[name](), params)
+        model = training.compile_model(ARCHITECTURES[name](), params,
+                                       training.use_xla(profile.training["epochs"] * len(x_train)))
         model.fit(training.EventSequence(x_train, y_train, profile.network["batch_size"], shuffle=True, augment=True,
                                          seed=profile.seed), epochs=profile.training["epochs"], verbose=0,
                   callbacks=[training.schedule_callback(params, profile.training["epochs"])])
