@@ -29,7 +29,8 @@ class DepthFoldedConv3D(keras.layers.Layer):
     """A 3D convolution with 'same' padding, the function and weights (kd, kh, kw, C, F) of
     ``keras.layers.Conv3D``, computed as one 2D convolution: the kd depth-shifted copies of the
     input are stacked as channels. The polarisation depth is short (9), so this costs a few
-    copies, and TensorFlow's 2D kernels are 5-10x faster than its 3D ones on CPUs.
+    copies; under XLA on a 2-core AVX2 CPU one such layer ran 5-12x faster than Conv3D
+    (``benchmarks/bench_newsnet.py`` prints the ratio).
     """
 
     def __init__(self, filters: int, kernel_size=3, strides=1, use_bias: bool = True,

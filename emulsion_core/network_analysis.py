@@ -11,6 +11,7 @@ import json
 import shutil
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -46,7 +47,6 @@ def resume_or_restart(path, stamp: dict, what: str) -> None:
     """Keep ``path`` (a search history or a fit's folder) to resume from when it was made with
     ``stamp``; otherwise move it aside to ``<name>.superseded`` with a warning, so the job starts
     afresh instead of mixing results of other settings or data. Writes the stamp."""
-    from pathlib import Path
     path = Path(path)
     if path.exists() and not selection.cache_is_valid(path, stamp):
         old = path.with_name(path.name + ".superseded")
