@@ -198,9 +198,9 @@ def test_depth_folded_convolution_is_keras_conv3d(models, rng, shape, filters, k
     folded = models.DepthFoldedConv3D(filters, kernel, strides=strides)
     folded.build((None,) + shape)
     folded.set_weights(reference.get_weights())
-    expected = np.asarray(reference(x))
-    assert np.asarray(folded(x)).shape == expected.shape
-    np.testing.assert_allclose(np.asarray(folded(x)), expected, atol=1e-5)
+    expected, result = np.asarray(reference(x)), np.asarray(folded(x))
+    assert result.shape == expected.shape
+    np.testing.assert_allclose(result, expected, atol=1e-5)
 
 
 def test_learning_rate_decays_per_batch_to_the_decay_rate_at_the_end(models):
