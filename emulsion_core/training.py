@@ -126,10 +126,15 @@ def schedule_callback(params: dict, epochs: int):
 def fit(params: dict, train: EventSequence, validation: EventSequence | None, epochs: int, workdir,
         width_scale: float = 1.0, ensemble: int = 0, verbose: int = 0):
     """Train, writing ``epoch_NNN.keras`` after every epoch into ``workdir``; an interrupted fit
-    resumes from ``workdir/backup`` (BackupAndRestore). Returns (model, history DataFrame,
-    ensemble member paths: the last ``ensemble`` epochs)."""
+    resumes from ``workdir/backup`` (BackupAndRestore); a finished one is loaded, not redone.
+    Returns (model, history DataFrame, ensemble member paths: the last ``ensemble`` epochs)."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    members = [workdir / f"epoch_{e:03d}.keras" for e in range(epochs - ensemble + 1, epochs + 1)] if ensemble else []
+    done = workdir / f"epoch_{epochs:03d}.keras"
+    if done.exists() and not (workdir / "backup").exists():  # finished before: nothing to redo
+        history = pd.read_csv(workdir / "history.csv").drop_duplicates("epoch", keep="last")
+        return load_member(done), history, members
     model = build(params, width_scale, jit_compile=use_xla(epochs * len(train) * train.batch_size))
     callbacks = [
         schedule_callback(params, epochs),
@@ -145,7 +150,6 @@ def fit(params: dict, train: EventSequence, validation: EventSequence | None, ep
             train.on_epoch_end()
     model.fit(train, validation_data=validation, epochs=epochs, callbacks=callbacks, verbose=verbose)
     history = pd.read_csv(workdir / "history.csv").drop_duplicates("epoch", keep="last")
-    members = [workdir / f"epoch_{e:03d}.keras" for e in range(epochs - ensemble + 1, epochs + 1)] if ensemble else []
     return model, history, members
 
 
@@ -170,7 +174,8 @@ class ScanSequence(keras.utils.PyDataset):
 
     events : table with ``file``, ``event_id`` and ``label`` of the wanted events. Each epoch the
     wanted events of every file are cut into contiguous blocks of ``block_events`` (read with one
-    slice each), the blocks of all files are shuffled and taken ``window_blocks`` at a time, and
+    slice each), the blocks of all files are shuffled with the classes interleaved evenly
+    (``_stratified``) and taken ``window_blocks`` at a time, and
     each window's events are shuffled and cut into batches, so batches mix classes while reads
     stay sequential. Only one window is in memory. Deterministic from (seed, epoch).
     """
@@ -195,7 +200,7 @@ class ScanSequence(keras.utils.PyDataset):
         rng = np.random.default_rng([self.seed, self.epoch])
         blocks = [(name, a) for name, (pos, _) in self.files.items() for a in range(0, len(pos), self.block_events)]
         if self.shuffle:
-            blocks = [blocks[i] for i in rng.permutation(len(blocks))]
+            blocks = self._stratified(blocks, rng)
         self.windows = [blocks[i:i + self.window_blocks] for i in range(0, len(blocks), self.window_blocks)]
         self.batches = []  # (window index, batch index within window)
         self.window_sizes = []
@@ -204,6 +209,26 @@ class ScanSequence(keras.utils.PyDataset):
             self.window_sizes.append(n)
             self.batches += [(w, b) for b in range(math.ceil(n / self.batch_size))]
         self._cached = (None, None)
+
+    def _stratified(self, blocks: list, rng: np.random.Generator) -> list:
+        """Blocks in a random order that spreads every class evenly over the epoch: each class's
+        blocks are shuffled and block k of a class gets the key (events before it + u * its
+        events) / the class's events, u uniform; sorting by key interleaves the classes, so every
+        window holds them in about their overall proportions (a plain shuffle of a few large
+        per-sample blocks gives windows of mostly one class, and the fit chases each window's
+        class mix). A block's class is its most common label."""
+        by_class = {}
+        for b in blocks:
+            labels = self.files[b[0]][1][b[1]:b[1] + self.block_events]
+            by_class.setdefault(int(np.bincount(labels).argmax()), []).append(b)
+        keyed = []
+        for members in by_class.values():
+            members = [members[i] for i in rng.permutation(len(members))]
+            sizes = np.array([min(self.block_events, len(self.files[n][0]) - a) for n, a in members], dtype=float)
+            start = np.concatenate([[0.0], np.cumsum(sizes)[:-1]])
+            keys = (start + rng.uniform(size=len(members)) * sizes) / sizes.sum()
+            keyed += zip(keys, members)
+        return [b for _, b in sorted(keyed, key=lambda kb: kb[0])]
 
     def _window(self, w):
         from . import io

@@ -124,6 +124,29 @@ def test_scan_sequence_streams_every_wanted_event_once_with_mixed_classes(tmp_pa
     assert sorted(y2) == sorted(first_epoch) and not np.array_equal(y2, first_epoch)
 
 
+def test_scan_sequence_windows_hold_every_class_in_its_overall_proportion(tmp_path):
+    """Per-sample files cut into a few large blocks: every window must hold each class in about
+    its share of the epoch (a plain block shuffle gives windows of mostly one class)."""
+    import pandas as pd
+    from emulsion_core import io
+    from emulsion_core.simulate import simulate_scan
+    from emulsion_core.training import ScanSequence
+    counts = {"C30keV": 256, "C100keV": 256, "fog": 768}
+    wanted = []
+    for label, (sample, n) in enumerate(counts.items()):
+        path = simulate_scan(tmp_path / f"{sample}_rot0.h5", sample, "rot0", n, seed=label)
+        wanted.append(pd.DataFrame({"file": path.name, "event_id": io.read_events(path)["event_id"], "label": label}))
+    seq = ScanSequence(tmp_path, pd.concat(wanted, ignore_index=True), batch_size=32, block_events=64,
+                       window_blocks=5, seed=3)
+    share = np.array(list(counts.values())) / sum(counts.values())  # 0.2, 0.2, 0.6
+    for epoch in range(20):
+        for window in seq.windows[:-1]:  # the last window holds the remainder
+            labels = np.concatenate([seq.files[name][1][a:a + 64] for name, a in window])
+            fraction = np.bincount(labels, minlength=3) / len(labels)
+            assert np.all(np.abs(fraction - share) <= 0.2 + 1e-9), (epoch, fraction)
+        seq.on_epoch_end()
+
+
 def test_interrupted_training_resumes_to_the_same_weights(tmp_path, models):
     """Kill the fit after epoch 2 of 3, resume: the final weights equal an unbroken fit's."""
     from emulsion_core import training
@@ -184,6 +207,11 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, models):
     for a, b in zip(full.get_weights(), resumed.get_weights()):
         # equal up to float round-off (oneDNN reduction order); a restart from scratch differs by O(1)
         np.testing.assert_allclose(a, b, rtol=0, atol=2e-3)
+    # a finished fit is loaded, not trained again: same weights, no new epoch in its history
+    again, history = run(tmp_path / "full")
+    assert list(history["epoch"]) == [0, 1, 2]
+    for a, b in zip(full.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("shape, filters, kernel, strides", [
