@@ -220,14 +220,14 @@ class ScanSequence(keras.utils.PyDataset):
         by_class = {}
         for b in blocks:
             labels = self.files[b[0]][1][b[1]:b[1] + self.block_events]
-            by_class.setdefault(int(np.bincount(labels).argmax()), []).append(b)
+            by_class.setdefault(int(np.bincount(labels).argmax()), []).append((b, len(labels)))
         keyed = []
         for members in by_class.values():
             members = [members[i] for i in rng.permutation(len(members))]
-            sizes = np.array([min(self.block_events, len(self.files[n][0]) - a) for n, a in members], dtype=float)
+            sizes = np.array([n for _, n in members], dtype=float)
             start = np.concatenate([[0.0], np.cumsum(sizes)[:-1]])
             keys = (start + rng.uniform(size=len(members)) * sizes) / sizes.sum()
-            keyed += zip(keys, members)
+            keyed += zip(keys, [b for b, _ in members])
         return [b for _, b in sorted(keyed, key=lambda kb: kb[0])]
 
     def _window(self, w):
