@@ -133,8 +133,7 @@ def fit(params: dict, train: EventSequence, validation: EventSequence | None, ep
     members = [workdir / f"epoch_{e:03d}.keras" for e in range(epochs - ensemble + 1, epochs + 1)] if ensemble else []
     done = workdir / f"epoch_{epochs:03d}.keras"
     if done.exists() and not (workdir / "backup").exists():  # finished before: nothing to redo
-        history = pd.read_csv(workdir / "history.csv").drop_duplicates("epoch", keep="last")
-        return load_member(done), history, members
+        return load_member(done), _history(workdir), members
     model = build(params, width_scale, jit_compile=use_xla(epochs * len(train) * train.batch_size))
     callbacks = [
         schedule_callback(params, epochs),
@@ -149,8 +148,12 @@ def fit(params: dict, train: EventSequence, validation: EventSequence | None, ep
         for _ in range(int(json.loads(meta.read_text()).get("epoch", 0))):
             train.on_epoch_end()
     model.fit(train, validation_data=validation, epochs=epochs, callbacks=callbacks, verbose=verbose)
-    history = pd.read_csv(workdir / "history.csv").drop_duplicates("epoch", keep="last")
-    return model, history, members
+    return model, _history(workdir), members
+
+
+def _history(workdir: Path) -> pd.DataFrame:
+    """The fit's per-epoch log (a resumed fit appends; the last entry of an epoch counts)."""
+    return pd.read_csv(workdir / "history.csv").drop_duplicates("epoch", keep="last")
 
 
 def load_member(path) -> "keras.Model":
