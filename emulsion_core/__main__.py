@@ -50,13 +50,13 @@ def _report(args) -> int:
 
 def _calibrate(args) -> int:
     from . import calibrate
-    params, summary, history = calibrate.calibrate(args.calls, args.events, args.seed, args.checkpoint)
-    print("calibrated free parameters (set them as SimulatorConfig defaults):")
-    for k, v in params.items():
-        print(f"  {k} = {v:.4g}")
-    print(f"threshold at 30% C100keV: {summary.threshold_nm:.1f} nm (target 42.3 +- 5)")
-    for k, v in summary.efficiency.items():
-        print(f"  {k}: {100 * v:.1f} % above threshold")
+    cfg, summary, history = calibrate.calibrate(args.calls, args.events, args.seed, args.checkpoint)
+    print("calibrated parameters (set them as SimulatorConfig defaults):")
+    print(f"  vibration.noise_residual_nm = {cfg.vibration.noise_residual_nm:.4g}")
+    for k in calibrate.FREE:
+        section, name = k.split(".")
+        print(f"  {k} = {getattr(getattr(cfg, section), name):.4g}")
+    print(summary.residuals().round(3).to_string())
     print(f"chi2 = {summary.chi2():.2f} after {len(history)} calls")
     return 0
 

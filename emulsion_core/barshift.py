@@ -4,10 +4,15 @@ As the polariser turns, the brightness barycenter of a multi-grain track moves (
 resonate at different angles), while a single round grain stays put (physics.md b.3-b.5):
 
 - barycenter of polarisation p: background B_p and noise s_p from the image border (3 px,
-  one 3-sigma clipping pass), keep pixels above B_p + ``k_sigma`` s_p, take the connected
-  cluster containing the image maximum, weight its pixels by I - B_p. The cluster is searched
-  in the central ``search_px`` x ``search_px`` pixels (28 px = 770 nm by default): the crop is
-  cut around the event, whose cluster (< 400 nm) lies there, and the rest is background;
+  one 3-sigma clipping pass), keep pixels above B_p + ``k_sigma`` s_p, and take the connected
+  cluster *linked to the event's grain*, as the experiment links each polarisation's cluster to
+  its grain (physics.md b.1-b.3): the grain centre is the barycenter of the main cluster of the
+  unpolarised (mean) image, and the linked cluster is the one holding the brightest
+  above-threshold pixel within ``link_px`` (the optical resolution, 7 px = 190 nm) of it. Its
+  pixels are weighted by I - B_p. No such pixel: the polarisation has no cluster (NaN), and the
+  experiment's selection drops the event (all 8 polarisations required, a.7); so does a linked
+  cluster of fewer than ``MIN_CLUSTER_PX`` pixels (camera noise). Everything is
+  searched in the central ``search_px`` x ``search_px`` pixels (28 px = 770 nm by default);
 - barshift: the largest distance between any two of the P barycenters (the diameter of the
   barycenter cloud), nm;
 - direction phi: the angle of the pair that realises it, axial, in (-90, 90] degrees, measured
@@ -51,9 +56,13 @@ def background_per_image(images: np.ndarray, border_px: int = BORDER_PX):
     return mean, np.sqrt(np.maximum(var * cnt / np.maximum(cnt - 1, 1), 0.25))
 
 
+LINK_PX = 7.0  # optical resolution (~190 nm): a polarisation's cluster this close to the grain is its own
+MIN_CLUSTER_PX = 4  # a linked cluster smaller than this is camera noise, not the grain
+
+
 def barycenters(images: np.ndarray, k_sigma: float = 3.0, search_px: int = 28, chunk: int = 128,
-                threads: int = 2) -> np.ndarray:
-    """Brightness barycenter of the main cluster in each polarisation image.
+                threads: int = 2, link_px: float = LINK_PX) -> np.ndarray:
+    """Brightness barycenter of the cluster linked to the grain in each polarisation image.
 
     images : (N, P, H, W) camera counts. Returns (N, P, 2) float, pixels, (x = column,
     y = row); NaN where nothing rises above the threshold. Chunks of events run on
@@ -63,7 +72,7 @@ def barycenters(images: np.ndarray, k_sigma: float = 3.0, search_px: int = 28, c
     starts = range(0, len(images), chunk)
 
     def work(a):
-        out[a:a + chunk] = _barycenters(images[a:a + chunk], k_sigma, search_px)
+        out[a:a + chunk] = _barycenters(images[a:a + chunk], k_sigma, search_px, link_px)
 
     if threads > 1 and len(images) > chunk:
         with ThreadPoolExecutor(threads) as pool:
@@ -74,7 +83,7 @@ def barycenters(images: np.ndarray, k_sigma: float = 3.0, search_px: int = 28, c
     return out
 
 
-def _barycenters(images: np.ndarray, k_sigma: float, search_px: int) -> np.ndarray:
+def _barycenters(images: np.ndarray, k_sigma: float, search_px: int, link_px: float) -> np.ndarray:
     n, p, full_h, full_w = images.shape
     m = n * p
     bkg, noise = background_per_image(images)
@@ -83,8 +92,18 @@ def _barycenters(images: np.ndarray, k_sigma: float, search_px: int) -> np.ndarr
     h, w = window.shape[-2:]
     excess = window.reshape(m, h, w).astype(np.float32)
     excess -= bkg.reshape(-1)[:, None, None]
-    mom = cluster_moments(excess, (k_sigma * noise).reshape(-1))
-    return np.stack([mom["x"] + x0, mom["y"] + y0], axis=-1).reshape(n, p, 2)
+    threshold = (k_sigma * noise).reshape(-1)
+    # the grain: main cluster of the unpolarised image (noise of a mean of P frames)
+    merged = excess.reshape(n, p, h, w).mean(axis=1)
+    grain = cluster_moments(merged, k_sigma * np.sqrt((noise**2).mean(axis=1) / p))
+    ys, xs = np.mgrid[0:h, 0:w]
+    near = (xs - grain["x"][:, None, None]) ** 2 + (ys - grain["y"][:, None, None]) ** 2 <= link_px**2  # (n, h, w)
+    candidate = (excess > threshold[:, None, None]).reshape(n, p, h * w) & near.reshape(n, 1, h * w)
+    masked = np.where(candidate, excess.reshape(n, p, h * w), -np.inf)
+    seed = np.where(candidate.any(axis=-1), masked.argmax(axis=-1), -1).reshape(m)
+    mom = cluster_moments(excess, threshold, seed=seed)
+    small = mom["npx"] < MIN_CLUSTER_PX
+    return np.where(small[:, None], np.nan, np.stack([mom["x"] + x0, mom["y"] + y0], axis=-1)).reshape(n, p, 2)
 
 
 def _diameter(bc: np.ndarray):

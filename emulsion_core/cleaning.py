@@ -7,7 +7,9 @@
 4. ``too_bright``: mean cluster brightness above ``max_brightness_mean_adu`` (a.7: 100 ADU) or
    more than ``max_npx`` pixels (large dust);
 5. ``not_isolated``: more than one optically resolved peak (b.9);
-6. ``surface``: depth outside ``z_window_um`` (silver nanoparticles on the layer surfaces, a.5).
+6. ``surface``: depth outside ``z_window_um`` (silver nanoparticles on the layer surfaces, a.5);
+7. ``missing_polarisation``: fewer than ``n_polarisations`` polarisations with a cluster linked to
+   the grain (the experiment's selection requires all 8, physics.md a.7 cut_npol).
 
 The pixel counts are those of :mod:`emulsion_core.features` (unpolarised image, 3 sigma of a
 single frame's noise), so ``max_npx`` is set on that scale rather than the online software's
@@ -24,7 +26,7 @@ import pandas as pd
 
 from .metrics import format_fraction
 
-CUTS = ("dense_area", "too_few_pixels", "too_dim", "too_bright", "not_isolated", "surface")
+CUTS = ("dense_area", "too_few_pixels", "too_dim", "too_bright", "not_isolated", "surface", "missing_polarisation")
 CUT_LABELS = {
     "dense_area": "high event density area",
     "too_few_pixels": "too few pixels",
@@ -32,8 +34,9 @@ CUT_LABELS = {
     "too_bright": "too high brightness / large dust",
     "not_isolated": "non-isolated (several resolved peaks)",
     "surface": "surface layers (depth)",
+    "missing_polarisation": "no cluster in every polarisation",
 }
-REQUIRED = ("view_density", "npx", "peak_adu", "brightness_mean", "n_peaks", "z_um")
+REQUIRED = ("view_density", "npx", "peak_adu", "brightness_mean", "n_peaks", "z_um", "n_pol")
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class CleaningCuts:
     max_npx: int = 350  # large dust, on this suite's npx scale
     max_peaks: int = 1
     z_window_um: tuple = (-22.0, 22.0)  # [PHD] Summary.ipynb fog z ranges, about +-22 um
+    n_polarisations: int = 8  # all of them ([NW] settings.mac cut_npol)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -67,6 +71,7 @@ def cut_masks(events: pd.DataFrame, cuts: CleaningCuts = CleaningCuts()) -> pd.D
         | (events["npx"].to_numpy() > cuts.max_npx),
         "not_isolated": events["n_peaks"].to_numpy() > cuts.max_peaks,
         "surface": (z < cuts.z_window_um[0]) | (z > cuts.z_window_um[1]),
+        "missing_polarisation": events["n_pol"].to_numpy() < cuts.n_polarisations,
     }, index=events.index)
 
 

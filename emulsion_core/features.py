@@ -12,9 +12,12 @@ simulated scans and real crops without those columns get the same definitions
 - ``npx`` its pixel count, ``volume`` the summed brightness above B over the cluster and all
   polarisations (ADU), ``brightness_max`` the largest raw pixel over all polarisations (ADU),
   ``brightness_mean`` the mean over the cluster (ADU, includes background, like vol/npx);
+- ``n_pol`` the polarisations in which a cluster is linked to the grain (see
+  :func:`emulsion_core.barshift.barycenters`); the experiment keeps events with all of them;
 - ``n_peaks`` the optically resolved maxima of the smoothed unpolarised image: local maxima
-  within ``peak_radius_px`` that rise above B + ``peak_sigma`` s and above
-  ``peak_fraction`` of the main peak.
+  within ``peak_radius_px`` (3 px: grains one PSF FWHM, ~6 px, apart are resolved, b.9) that
+  rise above B + ``peak_sigma`` s and above ``peak_fraction`` of the main peak (a dimmer or
+  defocused neighbour counts too).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ except ImportError:  # pragma: no cover - optional speed-up
     cc3d = None
 
 FEATURE_COLUMNS = ("npx", "volume", "brightness_max", "brightness_mean", "peak_adu", "n_peaks",
-                   "background_adu", "noise_adu")
+                   "background_adu", "noise_adu", "n_pol")
 
 
 def label_stack(mask: np.ndarray) -> tuple[np.ndarray, int]:
@@ -48,10 +51,11 @@ def label_stack(mask: np.ndarray) -> tuple[np.ndarray, int]:
     return ndimage.label(mask, structure=structure)
 
 
-def cluster_moments(excess: np.ndarray, threshold: np.ndarray, order: int = 1) -> dict:
-    """Brightness moments of the connected cluster containing each image's maximum.
+def cluster_moments(excess: np.ndarray, threshold: np.ndarray, order: int = 1, seed: np.ndarray | None = None) -> dict:
+    """Brightness moments of the connected cluster containing each image's maximum (or ``seed``).
 
-    excess : (M, H, W) float, brightness above background; threshold : (M,) cut on it.
+    excess : (M, H, W) float, brightness above background; threshold : (M,) cut on it;
+    seed : (M,) flat pixel index whose cluster is measured instead of the maximum's (-1: none).
     Returns (M,) arrays: ``npx``, ``w`` (summed excess), ``x``, ``y`` (barycenter, px, x =
     column), ``peak`` (maximum excess) and, for ``order=2``, the central second moments
     ``xx``, ``yy``, ``xy`` (px^2). Images with no pixel above threshold give npx 0 and NaN.
@@ -61,8 +65,10 @@ def cluster_moments(excess: np.ndarray, threshold: np.ndarray, order: int = 1) -
     above = excess > threshold[:, None, None]
     labels, n_labels = label_stack(above)
     flat = labels.reshape(m, -1)
-    imax = excess.reshape(m, -1).argmax(axis=1)
+    imax = excess.reshape(m, -1).argmax(axis=1) if seed is None else np.maximum(seed, 0)
     main = flat[np.arange(m), imax]
+    if seed is not None:
+        main = np.where(seed >= 0, main, 0)
     idx = np.flatnonzero(above)
     lab = flat.reshape(-1)[idx]
     wgt = excess.reshape(-1)[idx].astype(np.float64)
@@ -103,8 +109,8 @@ def background_and_noise(image: np.ndarray, border_px: int = 3) -> tuple[np.ndar
     return part[:, k50], np.maximum(part[:, k50] - part[:, k16], 0.05)
 
 
-def cluster_features(images: np.ndarray, k_sigma: float = 3.0, peak_radius_px: int = 4,
-                     peak_sigma: float = 6.0, peak_fraction: float = 0.2) -> pd.DataFrame:
+def cluster_features(images: np.ndarray, k_sigma: float = 3.0, peak_radius_px: int = 3,
+                     peak_sigma: float = 6.0, peak_fraction: float = 0.1) -> pd.DataFrame:
     """Per-event cluster features, see the module docstring.
 
     images : (N, P, H, W) raw camera counts. Returns a DataFrame with FEATURE_COLUMNS.
@@ -128,6 +134,9 @@ def cluster_features(images: np.ndarray, k_sigma: float = 3.0, peak_radius_px: i
     strong = (height > (peak_sigma * s)[:, None, None]) & (height >= peak_fraction * main_height[:, None, None])
     n_peaks = (local & strong).reshape(n, -1).sum(axis=1)
 
+    from .barshift import barycenters  # the barshift's own cluster linking (it imports this module)
+    n_pol = np.isfinite(barycenters(images, k_sigma)[..., 0]).sum(axis=1)
+
     return pd.DataFrame({
         "npx": npx.astype(np.int32),
         "volume": volume.astype(np.float32),
@@ -137,4 +146,5 @@ def cluster_features(images: np.ndarray, k_sigma: float = 3.0, peak_radius_px: i
         "n_peaks": n_peaks.astype(np.int32),
         "background_adu": b.astype(np.float32),
         "noise_adu": s.astype(np.float32),
+        "n_pol": n_pol.astype(np.int32),
     })

@@ -12,24 +12,24 @@ from dataclasses import dataclass
 import numpy as np
 
 from .render import Emitters
-from .simconfig import ElectronConfig, FogConfig, GrainConfig, TrackConfig
+from .simconfig import ElectronConfig, GrainConfig, OccupancyConfig, TrackConfig
 
 
 @dataclass
 class Grains:
-    """Flat table of grains: event index, centre (nm), brightness (ADU), filament kind."""
+    """Flat table of grains: event index, centre (nm), brightness (ADU). Every grain develops by
+    the same filament model, whatever made it (track, fog, electron, debris)."""
 
     event: np.ndarray
     x_nm: np.ndarray
     y_nm: np.ndarray
     z_nm: np.ndarray
     brightness_adu: np.ndarray
-    fog_like: np.ndarray  # bool: segment-count distribution of fog grains, else of track grains
 
     @staticmethod
     def concat(parts: list["Grains"]) -> "Grains":
         return Grains(*(np.concatenate([getattr(p, f) for p in parts]) for f in
-                        ("event", "x_nm", "y_nm", "z_nm", "brightness_adu", "fog_like")))
+                        ("event", "x_nm", "y_nm", "z_nm", "brightness_adu")))
 
 
 @dataclass
@@ -52,9 +52,9 @@ class Segments:
                            "ratio", "size_nm")))
 
 
-def grain_brightness(n: int, rng: np.random.Generator, cfg: GrainConfig, scale: float = 1.0):
+def grain_brightness(n: int, rng: np.random.Generator, cfg: GrainConfig):
     """Peak brightness over background of in-focus grains, log-normal, ADU."""
-    return scale * cfg.brightness_median_adu * np.exp(cfg.brightness_log_sigma * rng.standard_normal(n))
+    return cfg.brightness_median_adu * np.exp(cfg.brightness_log_sigma * rng.standard_normal(n))
 
 
 def track_grains(events: np.ndarray, energy_kev: int, beam_phi_deg: float,
@@ -86,30 +86,31 @@ def track_grains(events: np.ndarray, energy_kev: int, beam_phi_deg: float,
     ph = np.radians(phi[owner])
     off = cfg.grain_offset_nm * rng.standard_normal((owner.size, 2))
     g = Grains(events[owner], s * cd * np.cos(ph) + off[:, 0], s * cd * np.sin(ph) + off[:, 1],
-               s * sd, grain_brightness(owner.size, rng, grain), np.zeros(owner.size, bool))
+               s * sd, grain_brightness(owner.size, rng, grain))
     truth = {"length_nm": rng_range * np.cos(np.radians(dip)), "phi_deg": _axial(phi),
              "theta_deg": dip, "n_grains": np.bincount(owner, minlength=n)}
     return g, truth
 
 
-def fog_grains(events: np.ndarray, rng: np.random.Generator, cfg: FogConfig, grain: GrainConfig):
-    """Thermally developed single grains; a fraction are chance pairs closer than the resolution."""
+def fog_grains(events: np.ndarray, rng: np.random.Generator, grain: GrainConfig):
+    """Thermally developed single grains at the event origin (chance coincidences with another
+    grain are added for every kind of event alike, see :func:`coincident_grains`)."""
     n = len(events)
-    pair = rng.random(n) < cfg.coincidence_prob
-    m = int(pair.sum())
-    r = cfg.coincidence_max_nm * np.sqrt(rng.random(m))
-    a = rng.uniform(0, 2 * np.pi, m)
-    ev = np.concatenate([events, events[pair]])
-    x = np.concatenate([np.zeros(n), r * np.cos(a)])
-    y = np.concatenate([np.zeros(n), r * np.sin(a)])
-    z = np.concatenate([np.zeros(n), 100.0 * rng.standard_normal(m)])
-    g = Grains(ev, x, y, z, grain_brightness(n + m, rng, grain, cfg.brightness_scale),
-               np.ones(n + m, bool))
+    g = Grains(events, np.zeros(n), np.zeros(n), np.zeros(n), grain_brightness(n, rng, grain))
     truth = {"length_nm": np.zeros(n), "phi_deg": np.full(n, np.nan), "theta_deg": np.full(n, np.nan),
-             "n_grains": 1 + pair.astype(int)}
-    truth["length_nm"][pair] = r
-    truth["phi_deg"][pair] = _axial(np.degrees(a))
+             "n_grains": np.ones(n, int)}
     return g, truth
+
+
+def coincident_grains(events: np.ndarray, rng: np.random.Generator, occupancy: OccupancyConfig,
+                      grain: GrainConfig) -> Grains:
+    """One unrelated grain per event, closer than the optical resolution in x-y (uniform over the
+    disc of radius ``coincidence_max_nm``) and within the depth of field: a chance coincidence."""
+    m = len(events)
+    r = occupancy.coincidence_max_nm * np.sqrt(rng.random(m))
+    a = rng.uniform(0, 2 * np.pi, m)
+    z = 1000.0 * rng.uniform(-occupancy.depth_of_field_um, occupancy.depth_of_field_um, m)
+    return Grains(events, r * np.cos(a), r * np.sin(a), z, grain_brightness(m, rng, grain))
 
 
 def electron_grains(events: np.ndarray, rng: np.random.Generator, cfg: ElectronConfig,
@@ -124,8 +125,7 @@ def electron_grains(events: np.ndarray, rng: np.random.Generator, cfg: ElectronC
     step[np.arange(owner.size) == first] = 0.0
     pos = np.cumsum(step, axis=0)
     pos -= pos[first]
-    g = Grains(events[owner], pos[:, 0], pos[:, 1], pos[:, 2],
-               grain_brightness(owner.size, rng, grain), np.ones(owner.size, bool))
+    g = Grains(events[owner], pos[:, 0], pos[:, 1], pos[:, 2], grain_brightness(owner.size, rng, grain))
     last = np.cumsum(ng) - 1
     d = pos[last]
     truth = {"length_nm": np.hypot(d[:, 0], d[:, 1]), "phi_deg": _axial(np.degrees(np.arctan2(d[:, 1], d[:, 0]))),
@@ -142,11 +142,8 @@ def filaments(grains: Grains, rng: np.random.Generator, cfg: GrainConfig) -> Seg
     ``cfg.reference_length_nm`` (light scales with the amount of silver).
     """
     g = len(grains.event)
-    w_track = np.asarray(cfg.track_segment_weights, float)
-    w_fog = np.asarray(cfg.fog_segment_weights, float)
-    nseg = np.where(grains.fog_like,
-                    rng.choice(len(w_fog), g, p=w_fog / w_fog.sum()),
-                    rng.choice(len(w_track), g, p=w_track / w_track.sum())) + 1
+    w = np.asarray(cfg.segment_weights, float)
+    nseg = rng.choice(len(w), g, p=w / w.sum()) + 1
     owner = np.repeat(np.arange(g), nseg)
     first = np.repeat(np.cumsum(nseg) - nseg, nseg)
     is_first = np.arange(owner.size) == first
@@ -159,7 +156,7 @@ def filaments(grains: Grains, rng: np.random.Generator, cfg: GrainConfig) -> Seg
     dx, dy = length * np.cos(a), length * np.sin(a)
     end_x, end_y = _segment_cumsum(dx, first), _segment_cumsum(dy, first)
     mid_x, mid_y = end_x - dx / 2, end_y - dy / 2
-    lo, hi = cfg.response_ratio
+    lo, hi = cfg.response_ratio_min, cfg.response_ratio_max
     return Segments(grains.event[owner], grains.x_nm[owner] + mid_x, grains.y_nm[owner] + mid_y,
                     grains.z_nm[owner], np.mod(angle, 180.0),
                     grains.brightness_adu[owner] * length / cfg.reference_length_nm, rng.uniform(lo, hi, owner.size),

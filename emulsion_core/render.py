@@ -63,11 +63,12 @@ def plasmon_response(theta_deg, ratio, polarisation_deg) -> np.ndarray:
 def vibration_shifts(n_events: int, rng: np.random.Generator, cfg: VibrationConfig) -> np.ndarray:
     """Per-polarisation image shifts in the microscope frame, (N, P, 2) nm (x, y).
 
-    Bivariate Gaussian per polarisation with the measured means, widths and correlations,
-    widths multiplied by ``cfg.scale``. Independent of any emulsion rotation by construction.
+    Bivariate Gaussian per polarisation with the measured means and correlations and the
+    vibration-only widths (:meth:`VibrationConfig.sigma_nm`) times ``cfg.scale``. Independent
+    of any emulsion rotation by construction.
     """
-    sx = np.asarray(cfg.sigma_x_nm) * cfg.scale
-    sy = np.asarray(cfg.sigma_y_nm) * cfg.scale
+    sx, sy = cfg.sigma_nm()
+    sx, sy = sx * cfg.scale, sy * cfg.scale
     rho = np.asarray(cfg.rho)
     z = rng.standard_normal((n_events, len(sx), 2))
     dx = sx * z[..., 0]
@@ -179,19 +180,22 @@ def standard_normal_fast(rng: np.random.Generator, shape) -> np.ndarray:
 
 
 def digitise(signal: np.ndarray, background_adu: np.ndarray, rng: np.random.Generator,
-             camera: CameraConfig) -> np.ndarray:
+             camera: CameraConfig, read_noise_scale: np.ndarray | None = None) -> np.ndarray:
     """Add background, shot and read noise; round and clip to the camera range.
 
-    signal : (N, P, H, W) float ADU above background; background_adu : (N,) per event.
+    signal : (N, P, H, W) float ADU above background; background_adu : (N,) per event;
+    read_noise_scale : (N,) relative read noise per event (default 1).
     Returns uint8 (camera_max <= 255) or uint16 images.
     """
     out = np.empty(signal.shape, dtype=np.uint8 if camera.camera_max <= 255 else np.uint16)
     bkg = np.asarray(background_adu, dtype=np.float32)
+    read2 = np.float32(camera.read_noise_adu**2) * (
+        np.ones(len(signal), np.float32) if read_noise_scale is None else np.asarray(read_noise_scale, np.float32) ** 2)
     for a in range(0, len(signal), 128):  # small chunks keep the temporaries in cache
         level = signal[a:a + 128] + bkg[a:a + 128, None, None, None]
         std = np.maximum(level, 0.0)
         std *= np.float32(camera.shot_noise_adu)
-        std += np.float32(camera.read_noise_adu**2)
+        std += read2[a:a + 128, None, None, None]
         np.sqrt(std, out=std)
         std *= standard_normal_fast(rng, level.shape)
         level += std

@@ -22,14 +22,17 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm  # text bar: works in terminals and notebooks, no ipywidgets needed
 
+from . import acquisition as acq_mod
 from . import grains as gr
+from . import occupancy
+from .acquisition import Acquisition
 from .features import cluster_features
 from .io import CHUNK_EVENTS, DataFormatError, ScanWriter, compress_chunk, read_attrs, read_events, scan_path
 from .render import digitise, optical_images, vibration_shifts
 from .simconfig import (ENERGY_KEV, ROTATED_SCANS, SAMPLES, SIGNAL_SAMPLES, TEST_SCAN,
                         SimulatorConfig)
 
-SIMULATOR_VERSION = "1.0"
+SIMULATOR_VERSION = "2.0"  # 2.0: acquisition per view, one grain model, occupancy rates
 SCAN_ORDER = tuple(ROTATED_SCANS) + (TEST_SCAN,)
 KINDS = ("track", "fog", "electron", "dust", "noise", "nanoparticle", "non_isolated", "scratch")
 PRIMARY_KIND = {"C30keV": "track", "C60keV": "track", "C100keV": "track", "fog": "fog",
@@ -57,6 +60,8 @@ class ScanLayout:
     x_um: np.ndarray
     y_um: np.ndarray
     z_um: np.ndarray
+    coincident: np.ndarray  # bool: another grain sits unresolved on the event (occupancy)
+    acquisition: Acquisition
 
 
 def scan_layout(sample: str, scan: str, n_events: int, seed: int, cfg: SimulatorConfig) -> ScanLayout:
@@ -74,11 +79,18 @@ def scan_layout(sample: str, scan: str, n_events: int, seed: int, cfg: Simulator
     view = np.repeat(np.arange(n_views), counts[:n_views])[:n_events]
     scratch = dense[view] & (rng.random(n_events) < 1.0 - 1.0 / area.dense_view_factor)
     probs = {"dust": area.dust, "noise": area.noise, "nanoparticle": area.nanoparticle,
-             "non_isolated": area.neighbour, "fog": area.contamination if sample in SIGNAL_SAMPLES else 0.0}
+             "fog": area.contamination if sample in SIGNAL_SAMPLES else 0.0}
     names = list(probs) + [PRIMARY_KIND[sample]]
     p = np.array(list(probs.values()) + [max(0.0, 1.0 - sum(probs.values()))])
     kind = np.asarray(names, dtype=object)[rng.choice(len(names), n_events, p=p / p.sum())]
+    # chance neighbours and coincidences follow the view's density, the same rule for every sample
+    density = counts[view]
+    physics = np.isin(kind, ("fog", PRIMARY_KIND[sample]))
+    neighbour = physics & (rng.random(n_events) < occupancy.neighbour_probability(density, cfg))
+    kind[neighbour & (kind == PRIMARY_KIND[sample])] = "non_isolated"
+    coincident = physics & (rng.random(n_events) < occupancy.coincidence_probability(density, cfg))
     kind[scratch] = "scratch"
+    coincident &= ~scratch
     half = cfg.layer_thickness_um / 2.0
     z = rng.uniform(-half, half, n_events)
     surf = kind == "nanoparticle"
@@ -89,7 +101,8 @@ def scan_layout(sample: str, scan: str, n_events: int, seed: int, cfg: Simulator
     x = (view % cols) * vx + rng.uniform(-vx / 2, vx / 2, n_events)
     y = (view // cols) * vy + rng.uniform(-vy / 2, vy / 2, n_events)
     return ScanLayout(kind.astype(str), view.astype(np.int32), counts[view].astype(np.int32),
-                      x.astype(np.float32), y.astype(np.float32), z.astype(np.float32))
+                      x.astype(np.float32), y.astype(np.float32), z.astype(np.float32), coincident,
+                      acq_mod.draw(view, sample, scan, rng, cfg))
 
 
 def _primary(sample: str, events: np.ndarray, rng, cfg: SimulatorConfig):
@@ -97,17 +110,21 @@ def _primary(sample: str, events: np.ndarray, rng, cfg: SimulatorConfig):
         return gr.track_grains(events, ENERGY_KEV[sample], cfg.beam_phi_deg, rng, cfg.track, cfg.grain)
     if sample == "gamma":
         return gr.electron_grains(events, rng, cfg.electron, cfg.grain)
-    return gr.fog_grains(events, rng, cfg.fog, cfg.grain)
+    return gr.fog_grains(events, rng, cfg.grain)
 
 
 def render_events(sample: str, scan: str, kind: np.ndarray, z_um: np.ndarray,
-                  rng: np.random.Generator, cfg: SimulatorConfig):
+                  rng: np.random.Generator, cfg: SimulatorConfig, acquisition: Acquisition | None = None,
+                  coincident: np.ndarray | None = None):
     """Render the events of one block.
 
-    kind : (N,) event kinds (see KINDS); z_um : (N,) depth in the layer.
+    kind : (N,) event kinds (see KINDS); z_um : (N,) depth in the layer; acquisition : per-event
+    conditions (default: the area's nominal ones); coincident : (N,) bool, events with a chance
+    unresolved second grain (default: none).
     Returns (images (N, P, H, W) uint8, truth DataFrame with the ``true_*`` columns).
     """
     n = len(kind)
+    acquisition = acquisition if acquisition is not None else Acquisition.nominal(n, sample, scan, cfg)
     idx = np.arange(n)
     truth = {"true_kind": np.asarray(kind), "true_n_grains": np.zeros(n, np.int32),
              "true_length_nm": np.zeros(n, np.float32),
@@ -120,7 +137,7 @@ def render_events(sample: str, scan: str, kind: np.ndarray, z_um: np.ndarray,
         for key in ("n_grains", "length_nm", "phi_deg", "theta_deg"):
             truth["true_" + key][events] = t[key]
 
-    makers = {"fog": lambda e: gr.fog_grains(e, rng, cfg.fog, cfg.grain),
+    makers = {"fog": lambda e: gr.fog_grains(e, rng, cfg.grain),
               PRIMARY_KIND[sample]: lambda e: _primary(sample, e, rng, cfg),
               "non_isolated": lambda e: _primary(sample, e, rng, cfg)}
     for k, maker in makers.items():
@@ -135,8 +152,12 @@ def render_events(sample: str, scan: str, kind: np.ndarray, z_um: np.ndarray,
         owner = np.repeat(ev, ng)
         pos = 150.0 * rng.standard_normal((owner.size, 3))
         grain_parts.append(gr.Grains(owner, pos[:, 0], pos[:, 1], pos[:, 2],
-                                     gr.grain_brightness(owner.size, rng, cfg.grain), np.ones(owner.size, bool)))
+                                     gr.grain_brightness(owner.size, rng, cfg.grain)))
         truth["true_n_grains"][ev] = ng
+    if coincident is not None and coincident.any():
+        ev = idx[coincident]
+        grain_parts.append(gr.coincident_grains(ev, rng, cfg.occupancy, cfg.grain))
+        truth["true_n_grains"][ev] += 1
     if grain_parts:
         seg_parts.append(gr.filaments(gr.Grains.concat(grain_parts), rng, cfg.grain))
 
@@ -163,27 +184,27 @@ def render_events(sample: str, scan: str, kind: np.ndarray, z_um: np.ndarray,
     order = np.lexsort((-w, seg.event))
     first = np.unique(seg.event[order], return_index=True)
     focus[first[0]] = seg.z_nm[order][first[1]]
-    focus += 1000.0 * rng.uniform(-cfg.optics.focus_offset_um, cfg.optics.focus_offset_um, n)
+    focus += 1000.0 * (rng.uniform(-cfg.optics.focus_offset_um, cfg.optics.focus_offset_um, n)
+                       + acquisition.focus_um)
 
     # a resolved neighbour: a second fog grain 8-15 px away
     ev = idx[kind == "non_isolated"]
     if len(ev):
         d = rng.uniform(*inst.neighbour_distance_px, len(ev)) * pix
         a = rng.uniform(0, 2 * np.pi, len(ev))
-        g = gr.Grains(ev, d * np.cos(a), d * np.sin(a), focus[ev] + 150.0 * rng.standard_normal(len(ev)),
-                      gr.grain_brightness(len(ev), rng, cfg.grain), np.ones(len(ev), bool))
+        dz = 1000.0 * rng.uniform(-cfg.occupancy.depth_of_field_um, cfg.occupancy.depth_of_field_um, len(ev))
+        g = gr.Grains(ev, d * np.cos(a), d * np.sin(a), focus[ev] + dz, gr.grain_brightness(len(ev), rng, cfg.grain))
         seg = gr.Segments.concat([seg, gr.filaments(g, rng, cfg.grain)])
 
     em = gr.to_emitters(seg, n, focus, cfg.max_segments).rotated(rotation_of(scan))
-    shifts = vibration_shifts(n, rng, cfg.vibration)
+    shifts = vibration_shifts(n, rng, cfg.vibration) * acquisition.vibration_scale[:, None, None]
     offset = rng.uniform(-0.5, 0.5, (n, 2))
     signal = optical_images(em, shifts, offset, cfg.optics, cfg.camera)
+    signal *= acquisition.gain.astype(np.float32)[:, None, None, None]
     ev = idx[kind == "noise"]
     if len(ev):
         signal[ev] += _noise_clusters(len(ev), rng, cfg)
-    area = cfg.area(sample, scan)
-    background = area.background_adu + cfg.camera.background_jitter_adu * rng.standard_normal(n)
-    images = digitise(signal, background, rng, cfg.camera)
+    images = digitise(signal, acquisition.background_adu, rng, cfg.camera, acquisition.read_noise_scale)
     # truth angles in the microscope frame (the beam turns with the emulsion)
     rot = rotation_of(scan)
     truth["true_phi_deg"] = gr._axial(truth["true_phi_deg"] + rot).astype(np.float32)
@@ -221,7 +242,8 @@ def simulate_block(sample: str, scan: str, layout: ScanLayout, start: int, stop:
     """Images and events table of events [start, stop) of a scan, from the block's own seed."""
     sl = slice(start, stop)
     rng = np.random.default_rng(_seed(seed, sample, scan, "block", block))
-    images, truth = render_events(sample, scan, layout.kind[sl], layout.z_um[sl], rng, cfg)
+    images, truth = render_events(sample, scan, layout.kind[sl], layout.z_um[sl], rng, cfg,
+                                  layout.acquisition[sl], layout.coincident[sl])
     feats = cluster_features(images)
     table = pd.DataFrame({
         "event_id": np.arange(start, stop, dtype=np.int64), "view": layout.view[sl],

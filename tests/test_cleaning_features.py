@@ -45,7 +45,7 @@ def test_noise_only_images_have_no_cluster(rng):
 
 
 def _table(**cols):
-    base = {"view_density": 100, "npx": 40, "peak_adu": 20.0, "brightness_mean": 40.0, "n_peaks": 1, "z_um": 0.0,
+    base = {"view_density": 100, "npx": 40, "peak_adu": 20.0, "brightness_mean": 40.0, "n_peaks": 1, "z_um": 0.0, "n_pol": 8,
             "sample": "fog"}
     base.update(cols)
     n = max(len(v) if isinstance(v, list) else 1 for v in base.values())
@@ -61,6 +61,7 @@ def _table(**cols):
     ("n_peaks", [2, 1], "not_isolated"),
     ("z_um", [22.5, 21.5], "surface"),
     ("z_um", [-22.5, -21.5], "surface"),
+    ("n_pol", [7, 8], "missing_polarisation"),
 ])
 def test_each_cut_removes_exactly_what_violates_it(column, values, cut):
     t = _table(**{column: values})
@@ -72,6 +73,7 @@ def test_each_cut_removes_exactly_what_violates_it(column, values, cut):
         "too_dim": lambda v: v < cuts.min_peak_adu,
         "too_bright": (lambda v: v > cuts.max_brightness_mean_adu) if column == "brightness_mean" else (lambda v: v > cuts.max_npx),
         "not_isolated": lambda v: v > 1, "surface": lambda v: abs(v) > 22.0,
+        "missing_polarisation": lambda v: v < 8,
     }[cut]
     np.testing.assert_array_equal(removed, [expected(v) for v in values])
     # the other cuts leave these events alone (except npx, which two cuts read)
