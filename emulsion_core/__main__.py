@@ -1,4 +1,5 @@
-"""Command line: ``python -m emulsion_core {simulate,info,report} ...`` (also ``emulsion-dl``)."""
+"""Command line: ``python -m emulsion_core {simulate,info,report,calibrate,predict,convert} ...``
+(also ``emulsion-dl``)."""
 
 from __future__ import annotations
 
@@ -71,6 +72,19 @@ def _predict(args) -> int:
     return 0
 
 
+def _convert(args) -> int:
+    from .convert import convert_run
+    try:
+        convert_run(args.run, args.grains, args.output, args.sample, args.scan, rotation_deg=args.rotation_deg,
+                    area=args.area, beam_phi_deg=args.beam_phi_deg, energy_kev=args.energy_kev,
+                    pixel_size_nm=args.pixel_size_nm, frame_width=args.frame_width,
+                    frame_height=args.frame_height, progress=True)
+    except FileExistsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="emulsion_core", description="emulsion-dl command line")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -101,6 +115,25 @@ def main(argv=None) -> int:
     pr.add_argument("--on-error", choices=["stop", "skip"], default="stop",
                     help="a bad file stops the run (default) or is skipped; rows already written stay")
     pr.set_defaults(func=_predict)
+    from .io import SAMPLES, SCANS
+    cv = sub.add_parser("convert", help="convert a libDMRoot run (ROOT file, best-focus grain list) "
+                        "to format_version 1")
+    cv.add_argument("run", help="libDMRoot run file with raw frames (dm_tracks_cl.dm.root)")
+    cv.add_argument("--grains", required=True, help="best-focus grain list (yandex_bfcl.txt)")
+    cv.add_argument("--output", required=True, help="scan file to write, e.g. data/myscans/C100keV_rot0.h5 "
+                    "(never overwritten)")
+    cv.add_argument("--sample", required=True, choices=SAMPLES)
+    cv.add_argument("--scan", required=True, choices=SCANS)
+    cv.add_argument("--rotation-deg", type=float, default=None, help="emulsion rotation (default: from --scan)")
+    cv.add_argument("--area", default=None, help="area label (default: test for the test scan, else train)")
+    cv.add_argument("--beam-phi-deg", type=float, default=None,
+                    help="beam direction in the stage frame, degrees (default: the rotation)")
+    cv.add_argument("--energy-kev", type=float, default=None, help="ion energy (default: from --sample)")
+    cv.add_argument("--pixel-size-nm", type=float, default=None,
+                    help="pixel pitch, nm, where the RunHeader cannot be read (2017 library)")
+    cv.add_argument("--frame-width", type=int, default=None, help="camera frame columns, idem")
+    cv.add_argument("--frame-height", type=int, default=None, help="camera frame rows, idem")
+    cv.set_defaults(func=_convert)
     args = ap.parse_args(argv)
     from .profiles import ProfileError
     from .io import DataFormatError
