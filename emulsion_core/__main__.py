@@ -16,7 +16,7 @@ def _simulate(args) -> int:
         profile = replace(profile, seed=args.seed)
     from .simulate import simulate_dataset
     folder = dataset.dataset_dir(profile)
-    splits = simulate_dataset(folder, profile.events, profile.seed, profile.samples,
+    splits = simulate_dataset(folder, profile.events, profile.seed, profile.samples, profile.simulator_config(),
                               validation_fraction=profile.validation_fraction, block_size=profile.block_size,
                               workers=args.workers)
     print(f"dataset {profile.dataset}: {folder} ({splits.name} written)")

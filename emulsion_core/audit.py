@@ -160,3 +160,22 @@ def border_control(stats: pd.DataFrame, signal=("C30keV", "C100keV"), background
                                            random_state=seed)
     model.fit(stats.loc[fit, cols].to_numpy(), y, sample_weight=weight * len(y))
     return pd.Series(model.predict_proba(stats[cols].to_numpy())[:, 1], index=stats.index, name="border_score")
+
+
+def audit_profile(profile, clean: pd.DataFrame, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Statistics of the profile's clean events and their AUC table, written to
+    ``results/<profile>/artefact_audit.csv``. Returns (statistics, AUC table)."""
+    from . import dataset, paths
+    stats = dataset_statistics(dataset.dataset_dir(profile), clean, progress)
+    table = auc_table(stats)
+    table.to_csv(paths.results_dir(profile.name) / "artefact_audit.csv")
+    return stats, table
+
+
+def control_rows(stats: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Table 1 rows of the border-ring control (method ``border_control``): its score cut at 30 %
+    C100keV validation efficiency, like every other method."""
+    from . import conventional
+    scored = stats.assign(border_score=border_control(stats, seed=seed))
+    threshold = conventional.reference_threshold(scored, "border_score")[0]
+    return conventional.table1_rows(scored, "border_control", "border_score", threshold)

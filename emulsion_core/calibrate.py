@@ -199,3 +199,13 @@ def calibrate(n_calls: int = 30, n_clean: int = 3000, seed: int = 2021, checkpoi
     params = {k: float(best[k]) for k in names}
     best_cfg = with_noise_residual(with_parameters(cfg, params))
     return best_cfg, barshift_summary(best_cfg, n_clean, seed), table
+
+
+def dataset_residuals(table: pd.DataFrame, cfg: SimulatorConfig) -> pd.DataFrame:
+    """Calibration residuals measured on a dataset's clean validation events (``table``: the
+    conventional variables with ``sample`` and ``split``), one row per target."""
+    from .conventional import reference_threshold, select
+    thr = reference_threshold(table, "barshift_nm")[0]
+    eff = {s: float(np.mean(select(table, s, "validation")["barshift_nm"] > thr)) for s in ("C30keV", "fog")}
+    q = np.quantile(select(table, "C30keV", "validation")["barshift_nm"], [0.10, 0.50])
+    return BarshiftSummary(thr, eff, (float(q[0]), float(q[1])), round_residual(cfg.vibration)).residuals()

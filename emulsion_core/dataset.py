@@ -28,6 +28,7 @@ def ensure_dataset(profile: Profile, cfg: SimulatorConfig | None = None, progres
     the data are there and resumes an interrupted simulation scan by scan.
     """
     folder = dataset_dir(profile)
+    cfg = cfg if cfg is not None else profile.simulator_config()
     simulate_dataset(folder, profile.events, profile.seed, profile.samples, cfg,
                      profile.validation_fraction, profile.block_size, progress=progress)
     return folder

@@ -211,3 +211,28 @@ def class_histograms(ax, table: pd.DataFrame, column: str = "score", bins=np.lin
     ax.set_ylabel("probability density")
     ax.legend()
     return ax
+
+
+def artefact_audit(stats: pd.DataFrame, aucs: pd.DataFrame, limit: float = 0.55):
+    """Artefact audit figure: border-ring noise per sample (left) and, per comparison, the largest
+    ROC AUC of the pure acquisition statistics and of all statistics (right)."""
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained",
+                                   gridspec_kw={"width_ratios": [1, 1.4]})
+    col = "border_noise_adu"
+    edges = np.linspace(*np.nanquantile(stats[col], [0.001, 0.999]), 60)
+    for sample, group in stats.groupby("sample", sort=False, observed=True):
+        ax0.hist(group[col], bins=edges, histtype="step", density=True, color=SAMPLE_COLOURS.get(str(sample)),
+                 label=str(sample))
+    ax0.set_xlabel("border-ring noise after preprocessing [ADU]")
+    ax0.set_ylabel("events (normalised)")
+    ax0.legend()
+    y = np.arange(len(aucs))
+    ax1.barh(y + 0.2, aucs["max"], height=0.4, label="acquisition statistics (noise, background)")
+    ax1.barh(y - 0.2, aucs["max_any"], height=0.4, label="any statistic (also event light)")
+    ax1.axvline(limit, color="red", lw=1, label=f"AUC {limit}")
+    ax1.set_yticks(y, aucs.index, fontsize=7)
+    ax1.set_xlim(0.5, 1.0)
+    ax1.set_xlabel("largest ROC AUC of one statistic")
+    ax1.invert_yaxis()
+    ax1.legend(loc="lower right")
+    return fig

@@ -42,13 +42,25 @@ class Profile:
     network: dict = None
     search: dict = None
     training: dict = None
+    simulation: dict = None  # per_sample_conditions (bool), contamination {sample: {train, test}}
+
+    def simulator_config(self):
+        """The simulator configuration this profile asks for (defaults + its ``simulation`` section)."""
+        from .simconfig import SimulatorConfig, _default_areas
+        sim = self.simulation or {}
+        cfg = SimulatorConfig()
+        if "contamination" in sim:
+            cfg = cfg.replace(areas=_default_areas(sim["contamination"]))
+        if sim.get("per_sample_conditions"):
+            cfg = cfg.replace(acquisition={"per_sample": True})
+        return cfg
 
     def scan_events(self, sample: str, scan: str) -> int:
         return self.events[sample][scan]
 
 
 _KEYS = {"profile", "seed", "dataset", "samples", "events", "validation_fraction", "block_size", "description",
-         "network", "search", "training"}
+         "network", "search", "training", "simulation"}
 # NEWSnet sections: key -> (type, minimum, maximum, default)
 _SECTIONS = {
     "network": {"width_scale": (float, 0.01, 1.0, 1.0), "batch_size": (int, 8, 4096, 256)},
@@ -77,6 +89,35 @@ def _section(source, name, raw):
     if name == "training" and out["ensemble"] > out["epochs"]:
         _fail(source, "training.ensemble", "cannot exceed training.epochs")
     return out
+
+
+def _simulation(source, raw) -> dict:
+    """The ``simulation`` section: ``per_sample_conditions`` (bool, default false: acquisition shared
+    by every sample) and ``contamination`` ({carbon sample: {train: f, test: f}}, fractions)."""
+    from .simconfig import DEFAULT_CONTAMINATION, SIGNAL_SAMPLES
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        _fail(source, "simulation", "expected a mapping")
+    for key in raw:
+        if key not in ("per_sample_conditions", "contamination"):
+            _fail(source, f"simulation.{key}", "unknown key (known: per_sample_conditions, contamination)")
+    flag = raw.get("per_sample_conditions", False)
+    if not isinstance(flag, bool):
+        _fail(source, "simulation.per_sample_conditions", f"expected true or false, got {flag!r}")
+    cont = raw.get("contamination", DEFAULT_CONTAMINATION)
+    if not isinstance(cont, dict):
+        _fail(source, "simulation.contamination", "expected a mapping sample -> {train, test}")
+    out = {}
+    for sample, areas in cont.items():
+        if sample not in SIGNAL_SAMPLES:
+            _fail(source, f"simulation.contamination.{sample}", f"not a carbon sample ({', '.join(SIGNAL_SAMPLES)})")
+        if not isinstance(areas, dict) or set(areas) - {"train", "test"}:
+            _fail(source, f"simulation.contamination.{sample}", "expected a mapping with train and test")
+        for area, f in areas.items():
+            if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 <= f < 1.0:
+                _fail(source, f"simulation.contamination.{sample}.{area}", f"expected a fraction in [0, 1), got {f!r}")
+        out[sample] = {a: float(areas.get(a, 0.0)) for a in ("train", "test")}
+    return {"per_sample_conditions": flag, "contamination": out}
 
 
 def _fail(source, key, problem):
@@ -153,7 +194,8 @@ def from_dict(raw: dict, source: str = "<dict>") -> Profile:
                    description=str(raw.get("description", "")), path=source,
                    network=_section(source, "network", raw.get("network")),
                    search=_section(source, "search", raw.get("search")),
-                   training=_section(source, "training", raw.get("training")))
+                   training=_section(source, "training", raw.get("training")),
+                   simulation=_simulation(source, raw.get("simulation")))
 
 
 def resolve(profile: str, seed: int | None = None) -> Profile:
