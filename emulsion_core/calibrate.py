@@ -50,8 +50,8 @@ FREE = {
                                  "assumption (physics.md d: r 0.2-0.6); the lower end sets the contrast"),
     "grain.kink_sigma_deg": (20.0, 90.0, "the turn between a filament's segments is not measured "
                              "(the SEM data give segment counts and lengths only)"),
-    "grain.brightness_median_adu": (20.0, 100.0, "grain peak brightness over background is an assumption "
-                                    "(physics.md d: 20-100 ADU); it sets the noise-only barycentre residual"),
+    "camera.shot_noise_adu": (0.05, 0.5, "the camera's signal-dependent noise (variance per ADU) is an assumption; "
+                              "with the grain brightness it sets the noise-only barycentre residual"),
 }
 
 
