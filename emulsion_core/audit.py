@@ -49,8 +49,11 @@ def event_statistics(images: np.ndarray, camera_max: float, ring_px: int = 8, co
     """Acquisition statistics of each event after the network's preprocessing.
 
     images : (N, P, H, W) raw camera counts. Returns the STATISTICS columns (ADU) and, for the
-    border-ring control, ``ring_<q>_p<i>`` quantiles and ``ring_std_p<i>`` of each
-    polarisation's preprocessed border ring.
+    border-ring control, ``ring_<q>_p<i>`` quantiles (about the ring's median) and ``ring_std_p<i>``
+    of each polarisation's border ring: the shape of its noise. The ring's offset from the image
+    median is left out of the control: the event's own light lifts the median (a three-grain
+    C100keV track more than a fog grain), so the offset measures the event's size, which is
+    physics, not acquisition.
     """
     n, p, h, w = images.shape
     x = images.astype(np.float32)
@@ -61,6 +64,7 @@ def event_statistics(images: np.ndarray, camera_max: float, ring_px: int = 8, co
     outside = np.hypot(xs - (w - 1) / 2, ys - (h - 1) / 2) > core_px
     q = np.quantile(ring, QUANTILES, axis=-1)  # (Q, N, P)
     std = ring.std(axis=-1)
+    centred = q - q[2][None]  # ring quantiles about the ring's own median: its noise, not its offset
     out = {
         "border_noise_adu": std.mean(axis=1),
         "background_adu": (q[2] + med).mean(axis=1),
@@ -71,7 +75,8 @@ def event_statistics(images: np.ndarray, camera_max: float, ring_px: int = 8, co
     for i in range(p):
         out[f"ring_std_p{i}"] = std[:, i]
         for k, qq in enumerate(QUANTILES):
-            out[f"ring_q{int(qq * 100):02d}_p{i}"] = q[k, :, i]
+            if qq != 0.5:
+                out[f"ring_q{int(qq * 100):02d}_p{i}"] = centred[k, :, i]
     del camera_max  # statistics are in ADU; kept in the signature for real files' ranges
     return pd.DataFrame(out).astype(np.float32)
 
