@@ -8,15 +8,12 @@ history after every call, the final fit every epoch.
 from __future__ import annotations
 
 import json
-import shutil
 import time
-import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import conventional, dataset, metrics, paths, search, selection, training
+from . import conventional, dataset, metrics, paths, provenance, search, selection, training
 from .models import CLASSES, PAPER_PARAMETERS, keras
 from .profiles import Profile
 
@@ -29,39 +26,35 @@ def workdir(profile: Profile):
     return d
 
 
-def _stamp(profile: Profile, **extra) -> dict:
-    """What a search or fit depends on: the clean selection, the network settings and the seed."""
+def _key(artefact: str, profile: Profile, **extra) -> dict:
+    """Provenance key of a search or fit: the clean selection it reads (its record's digest), the
+    network settings, the seed and the code (:data:`provenance.CODE`)."""
     clean = paths.results_dir(profile.name) / "clean_events.csv"
-    return {"clean_events": selection.stamp_of(clean), "network": dict(profile.network), "seed": profile.seed, **extra}
+    return provenance.key(artefact, clean_events=provenance.upstream(clean), network=dict(profile.network),
+                          seed=profile.seed, **extra)
 
 
 def search_stamp(profile: Profile) -> dict:
-    return _stamp(profile, search=dict(profile.search))
+    return _key("search_history", profile, search=dict(profile.search))
 
 
 def fit_stamp(profile: Profile, params: dict) -> dict:
-    return _stamp(profile, training=dict(profile.training), params=dict(params))
+    return _key("final_fit", profile, training=dict(profile.training), params=dict(params))
 
 
 def resume_or_restart(path, stamp: dict, what: str) -> None:
-    """Keep ``path`` (a search history or a fit's folder) to resume from when it was made with
-    ``stamp``; otherwise move it aside to ``<name>.superseded`` with a warning, so the job starts
-    afresh instead of mixing results of other settings or data. Writes the stamp."""
-    path = Path(path)
-    if path.exists() and not selection.cache_is_valid(path, stamp):
-        old = path.with_name(path.name + ".superseded")
-        if old.is_dir():
-            shutil.rmtree(old)
-        elif old.exists():
-            old.unlink()
-        path.rename(old)
-        warnings.warn(f"{what} in {path} was made with other settings or data; moved to {old.name}, "
-                      "starting afresh", stacklevel=3)
-    selection.write_stamp(path, stamp)
+    """Resume ``path`` when made with ``stamp``, else set it aside: :func:`provenance.resume_or_restart`."""
+    provenance.resume_or_restart(path, stamp, what)
+
+
+def camera_max(profile: Profile) -> float:
+    """The camera range (ADU) of the images :func:`split_data` returns (:func:`dataset.camera_max`)."""
+    return dataset.camera_max(dataset.dataset_dir(profile))
 
 
 def split_data(profile: Profile, split: str, fraction: float = 1.0, seed: int = 0):
-    """Clean events of the three classes in ``split``: (table, uint8 images, labels).
+    """Clean events of the three classes in ``split``: (table, images, labels); the images are in
+    the standard polarisation order at the range :func:`camera_max` (:func:`dataset.load_images`).
 
     ``fraction`` < 1 keeps a stratified random subset (the search uses half the training data).
     """
@@ -98,7 +91,7 @@ def chosen_parameters(profile: Profile) -> tuple[dict, str]:
     path = workdir(profile) / "search_history.json"
     if not path.exists():
         return dict(PAPER_PARAMETERS), "paper (no search history)"
-    if not selection.cache_is_valid(path, search_stamp(profile)):
+    if provenance.difference(provenance.read(path), search_stamp(profile)) is not None:
         return dict(PAPER_PARAMETERS), "paper (the search history was made with other settings; rerun notebook 03)"
     return search.best(pd.DataFrame(json.loads(path.read_text()))), "search"
 

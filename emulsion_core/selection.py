@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import cleaning, dataset, paths
+from . import cleaning, dataset, paths, provenance
 from .profiles import Profile
 from .simulate import PRIMARY_KIND
 
@@ -33,42 +33,22 @@ def all_events(profile: Profile, progress: bool = True) -> pd.DataFrame:
 def clean_events(profile: Profile, rebuild: bool = False, progress: bool = True) -> pd.DataFrame:
     """Events that pass cleaning (all columns), cached as ``results/<profile>/clean_events.csv``.
 
-    The cache records the dataset's fingerprint and the cut values; it is rebuilt when either
-    changed (re-simulated data, other cuts) or when ``rebuild`` is set.
+    The cache is keyed (:mod:`provenance`) by the dataset's fingerprint, the cut values and the
+    code of cleaning and of the data path; it is rebuilt when any changed (re-simulated data,
+    other cuts, edited code) or when ``rebuild`` is set.
     """
     path = paths.results_dir(profile.name) / "clean_events.csv"
     folder = dataset.ensure_dataset(profile, progress=progress)
-    stamp = {"dataset": dataset.fingerprint(folder), "cuts": cleaning.CleaningCuts().as_dict()}
-    if not rebuild and cache_is_valid(path, stamp):
+    key = provenance.key("clean_events", dataset=dataset.fingerprint(folder), cuts=cleaning.CleaningCuts().as_dict())
+    if not rebuild and provenance.is_current(path, key):
         keys = pd.read_csv(path)
         table = dataset.events_table(folder)
         return keys[["file", "event_id"]].merge(table, on=["file", "event_id"], how="left", validate="one_to_one")
     table = all_events(profile, progress)
     kept = table[table["clean"]].reset_index(drop=True)
     kept[["file", "event_id", "sample", "scan", "split"]].to_csv(path, index=False)
-    write_stamp(path, stamp)
+    provenance.write(path, key)
     return kept
-
-
-def cache_is_valid(path, stamp: dict) -> bool:
-    """True when ``path`` exists and its side-car ``.stamp.json`` equals ``stamp``."""
-    import json
-    side = path.with_suffix(".stamp.json")
-    if not (path.exists() and side.exists()):
-        return False
-    return json.loads(side.read_text()) == json.loads(json.dumps(stamp))
-
-
-def stamp_of(path) -> dict:
-    """The stamp a cache was written with (empty when it has none)."""
-    import json
-    side = path.with_suffix(".stamp.json")
-    return json.loads(side.read_text()) if side.exists() else {}
-
-
-def write_stamp(path, stamp: dict) -> None:
-    import json
-    path.with_suffix(".stamp.json").write_text(json.dumps(stamp, indent=1))
 
 
 def split_counts(table: pd.DataFrame) -> pd.DataFrame:
