@@ -93,7 +93,25 @@ def _typical(group: pd.DataFrame, quantile: float) -> pd.DataFrame:
     return group.iloc[[i]]
 
 
+def has_truth(table: pd.DataFrame) -> bool:
+    """True for simulated events (a ``true_kind`` column); real scans have no truth."""
+    return "true_kind" in table and not table["true_kind"].isna().all()
+
+
+def removed_kinds(table: pd.DataFrame) -> pd.DataFrame:
+    """Simulated data: events of each (sample, true kind) removed by each cut
+    (:func:`cleaning.removed_kinds`); an empty table for data without truth (real scans)."""
+    if not has_truth(table):
+        return pd.DataFrame(columns=list(cleaning.CUTS) + ["kept"],
+                            index=pd.MultiIndex.from_arrays([[], []], names=["sample", "true_kind"]))
+    return cleaning.removed_kinds(table)
+
+
 def truth_purity(table: pd.DataFrame) -> pd.DataFrame:
-    """Simulated data: purity and cleaning efficiency per sample (see :func:`cleaning.purity`)."""
+    """Simulated data: purity and cleaning efficiency per sample (see :func:`cleaning.purity`);
+    an empty table for data without truth (real scans)."""
+    if not has_truth(table):
+        return pd.DataFrame(columns=["kept", "wanted_kept", "purity", "efficiency", "purity (68% CL)",
+                                     "efficiency (68% CL)"], index=pd.Index([], name="sample"))
     wanted = {s: PRIMARY_KIND[s] for s in table["sample"].unique()}
     return cleaning.purity(table, table["clean"].to_numpy(), wanted)
