@@ -54,12 +54,14 @@ def variables(profile: Profile, rebuild: bool = False, progress: bool = True) ->
     bar = tqdm(total=len(clean), unit="ev", desc="barshift", **({} if progress else {"disable": True}))
     for name, group in clean.groupby("file", sort=False):
         wanted = set(group["event_id"].to_numpy().tolist())
-        pixel = float(io.read_attrs(folder / name)["pixel_size_nm"])
+        attrs = io.read_attrs(folder / name)
+        pixel = float(attrs["pixel_size_nm"])
         for images, events in io.iter_scan_blocks(folder / name):
             keep = events["event_id"].isin(wanted).to_numpy()
             if not keep.any():
                 continue
-            cv = conventional_variables(images[keep], pixel)
+            ordered = preprocessing.standard_polarisations(images[keep], attrs["polarisation_deg"], str(folder / name))
+            cv = conventional_variables(ordered, pixel, polarisation_deg=preprocessing.POLARISATIONS_DEG)
             ell = ellipse_fit(images[keep], pixel)[["major_nm", "minor_nm", "ellipticity", "angle_deg"]]
             parts.append(pd.concat([events.loc[keep, ["event_id"]].reset_index(drop=True).assign(file=name),
                                     cv, ell], axis=1))

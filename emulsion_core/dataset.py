@@ -130,13 +130,25 @@ def events_table(folder) -> pd.DataFrame:
     return table.sort_values(["sample", "_o", "event_id"], kind="stable").drop(columns="_o").reset_index(drop=True)
 
 
+def camera_max(folder) -> float:
+    """The camera range (ADU) that :func:`load_images` serves a dataset's images at: the largest
+    ``camera_max`` attribute of the scan files listed in its ``splits.csv``."""
+    folder = Path(folder)
+    return float(max(io.read_attrs(folder / n)["camera_max"] for n in io.read_splits(folder)["file"].unique()))
+
+
 def load_images(folder, rows: pd.DataFrame, block_size: int = 4096) -> np.ndarray:
-    """Images (len(rows), P, H, W) of the events ``rows`` (with ``file`` and ``event_id``), in order.
+    """Images (len(rows), 8, H, W) of the events ``rows`` (with ``file`` and ``event_id``), in order,
+    in the one convention every consumer uses (:func:`preprocessing.standard_counts`): each
+    file's polarisations in the standard order of its ``polarisation_deg`` attribute, and its
+    counts on the dataset's camera range :func:`camera_max` (a file of a smaller range is
+    rescaled; uint8 when that range is at most 255, else uint16).
 
     Each file is streamed in blocks and the wanted events picked out, which is much faster
     than scattered reads of compressed chunks when many events are wanted.
     """
     folder = Path(folder)
+    common = camera_max(folder)
     out = None
     names = rows["file"].to_numpy()
     for name in pd.unique(names):
@@ -159,6 +171,7 @@ def load_images(folder, rows: pd.DataFrame, block_size: int = 4096) -> np.ndarra
                 if start > wanted[-1]:
                     break
             images = np.concatenate(parts)
+        images = preprocessing.standard_counts(images, io.read_attrs(folder / name), common, str(folder / name))
         if out is None:
             out = np.empty((len(rows),) + images.shape[1:], dtype=images.dtype)
         out[pos_out] = images
@@ -166,22 +179,23 @@ def load_images(folder, rows: pd.DataFrame, block_size: int = 4096) -> np.ndarra
 
 
 def scan_geometry(folder) -> tuple[list, float]:
-    """Polarisation angles (deg) and pixel size (nm) of a dataset, from its first scan file."""
+    """Polarisation angles (deg) of the images :func:`load_images` serves (the standard order)
+    and the pixel size (nm) of the dataset, from its first scan file."""
     name = io.read_splits(folder)["file"].iloc[0]
     attrs = io.read_attrs(Path(folder) / name)
-    return attrs["polarisation_deg"], float(attrs["pixel_size_nm"])
+    return list(preprocessing.POLARISATIONS_DEG), float(attrs["pixel_size_nm"])
 
 
 def fingerprint(folder) -> str:
-    """Short hash identifying a dataset's content: each scan file's name, size, event count,
-    seed and simulator configuration, and ``splits.csv``. Caches built from the dataset store
-    it and are rebuilt when it changes (for example after re-simulation)."""
-    import hashlib
-    import json
+    """Short hash identifying a dataset's content: ``splits.csv`` and each scan file's name and
+    size with, for the simulator's own files, the provenance key the manifest records (seed,
+    configuration, simulator code) and, for any other file, its modification time. Caches built
+    from the dataset key on it and are rebuilt when it changes (e.g. after re-simulation)."""
     folder = Path(folder)
+    listed = (ownership.read_manifest(folder) or {"files": {}})["files"]
     items = [hashlib.sha256((folder / "splits.csv").read_bytes()).hexdigest()]
     for path in sorted(folder.glob("*.h5")):
-        attrs = io.read_attrs(path)
-        items.append((path.name, path.stat().st_size, attrs.get("seed"), attrs.get("simulator_config"),
-                      attrs.get("format_version")))
-    return hashlib.sha256(json.dumps(items, default=str).encode()).hexdigest()[:16]
+        stat, entry = path.stat(), listed.get(path.name, {})
+        own = entry.get("status") == "written" and entry.get("bytes") == stat.st_size
+        items.append((path.name, stat.st_size, entry.get("provenance") if own else stat.st_mtime_ns))
+    return hashlib.sha256(json.dumps(items, default=str, sort_keys=True).encode()).hexdigest()[:16]
