@@ -35,6 +35,9 @@ def _prepare(args) -> int:
               f"{'kept' if had_splits else 'made by the rule of emulsion_core.splits'})")
         if unlisted:
             print(f"  not in splits.csv, so not analysed: {', '.join(unlisted)}")
+        if contents.unlisted_simulations:
+            print(f"  {len(contents.unlisted_simulations)} of them carry the simulator's attributes but no manifest "
+                  f"lists them (simulated before manifests existed, or copied): delete {folder} to simulate afresh")
         return 0
     return _simulate(args)
 

@@ -64,6 +64,12 @@ class FolderContents:
         return bool(self.foreign) and not self.own
 
     @property
+    def unlisted_simulations(self) -> tuple:
+        """Foreign scan files that carry the simulator's attributes (simulated before manifests
+        existed, or copied here): read as given data, never rewritten."""
+        return tuple(n for n in self.scans if _has_simulator_attrs(self.folder / n))
+
+    @property
     def scans(self) -> tuple:
         """The scan files (``*.h5``) among the foreign entries."""
         return tuple(n for n in self.foreign if n.endswith(".h5"))
@@ -144,14 +150,15 @@ def claim(folder, planned: list) -> "Manifest":
     """
     contents = inspect(folder)
     if contents.foreign:
-        legacy = [n for n in contents.scans if _has_simulator_attrs(Path(folder) / n)]
-        note = ""
-        if legacy and not contents.manifest:
+        if contents.unlisted_simulations and not contents.manifest:
             note = (" Scans that carry the simulator's attributes but are listed in no manifest were simulated "
                     "before manifests existed or copied here: delete the folder to simulate it afresh.")
         elif contents.given:
             note = (" To analyse these files, run the notebooks or `python -m emulsion_core prepare` on the "
                     "profile; to simulate, give the profile another `dataset`.")
+        else:
+            note = (" Move them out of the folder, or give the profile another `dataset`; if the folder is "
+                    f"now meant for your own scans, remove the simulator's files and {MANIFEST}.")
         raise ForeignFilesError(folder, list(contents.foreign), note)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
