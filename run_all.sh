@@ -1,22 +1,28 @@
 #!/usr/bin/env bash
-# Regenerate every figure and table: simulate the profile's dataset if missing, run the notebooks
-# in order with papermill, render each to HTML, and write reports/<profile>/index.html.
+# Regenerate every figure and table: prepare the profile's dataset (simulate it, or check the given
+# scans in its folder), run the notebooks in order with papermill, render each to HTML, and write
+# reports/<profile>/index.html.
 #
-#   ./run_all.sh [--profile smoke|default|paper|FILE.yaml] [--output DIR]
+#   ./run_all.sh [--profile smoke|default|paper|FILE.yaml] [--output DIR] [--notebooks 01,02]
 #
 # --output DIR puts data/, results/, figures/ and reports/ under DIR instead of this checkout.
+# --notebooks runs only the notebooks whose names start with one of the comma-separated prefixes.
+# Every notebook gets the profile file itself (parameter `profile` = its absolute path).
 # The first run creates .venv and installs the suite (scripts/bootstrap.sh).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 profile=default
 output=""
+only=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --profile) profile="$2"; shift 2 ;;
         --profile=*) profile="${1#*=}"; shift ;;
         --output) output="$2"; shift 2 ;;
         --output=*) output="${1#*=}"; shift ;;
-        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+        --notebooks) only="$2"; shift 2 ;;
+        --notebooks=*) only="${1#*=}"; shift ;;
+        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
         *) echo "run_all.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -30,6 +36,8 @@ export PYTHONHASHSEED=0
 profile_file="$profile"
 [ -f "$profile_file" ] || profile_file="$here/emulsion_core/profiles/$profile.yaml"
 [ -f "$profile_file" ] || { echo "run_all.sh: no profile '$profile' (emulsion_core/profiles/*.yaml or a YAML path)" >&2; exit 2; }
+# the notebooks run in notebooks/: give them the file by its absolute path
+profile_file="$(cd "$(dirname "$profile_file")" && pwd)/$(basename "$profile_file")"
 name="$(python -c "import sys; from emulsion_core import profiles; print(profiles.load(sys.argv[1]).name)" "$profile_file")"
 root="${EMULSION_DL_ROOT:-$here}"
 reports="$root/reports/$name"
@@ -37,15 +45,20 @@ mkdir -p "$reports"
 echo "== emulsion-dl: profile $name, outputs under $root"
 
 start=$(date +%s)
-python -m emulsion_core simulate --profile "$profile_file"
+python -m emulsion_core prepare --profile "$profile_file"
 
 durations=()
 notebooks=()
 for nb in "$here"/notebooks/[0-9][0-9]_*.ipynb; do
     base="$(basename "$nb" .ipynb)"
+    if [ -n "$only" ]; then
+        wanted=0
+        for prefix in ${only//,/ }; do [[ "$base" == "$prefix"* ]] && wanted=1; done
+        [ "$wanted" = 1 ] || continue
+    fi
     echo "== $base"
     t0=$(date +%s)
-    if ! papermill "$nb" "$reports/$base.ipynb" -f "$profile_file" -k python3 --cwd "$here/notebooks" \
+    if ! papermill "$nb" "$reports/$base.ipynb" -p profile "$profile_file" -k python3 --cwd "$here/notebooks" \
             --no-progress-bar --log-level WARNING > "$reports/$base.log" 2>&1; then
         echo "run_all.sh: notebook $base failed; its error:" >&2
         python - "$reports/$base.ipynb" <<'PY' >&2 || tail -n 30 "$reports/$base.log" >&2

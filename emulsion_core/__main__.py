@@ -1,4 +1,4 @@
-"""Command line: ``python -m emulsion_core {simulate,info,report,calibrate,predict,convert} ...``
+"""Command line: ``python -m emulsion_core {simulate,prepare,info,report,calibrate,predict,convert} ...``
 (also ``emulsion-dl``)."""
 
 from __future__ import annotations
@@ -10,10 +10,7 @@ import sys
 
 def _simulate(args) -> int:
     from . import dataset, profiles
-    profile = profiles.load(args.profile)
-    if args.seed is not None:
-        from dataclasses import replace
-        profile = replace(profile, seed=args.seed)
+    profile = profiles.resolve(args.profile, args.seed)  # another seed: the <dataset>-seed<N> folder
     from .simulate import simulate_dataset
     folder = dataset.dataset_dir(profile)
     splits = simulate_dataset(folder, profile.events, profile.seed, profile.samples, profile.simulator_config(),
@@ -23,13 +20,34 @@ def _simulate(args) -> int:
     return 0
 
 
+def _prepare(args) -> int:
+    from . import dataset, io, ownership, profiles
+    profile = profiles.resolve(args.profile, args.seed)
+    folder = dataset.dataset_dir(profile)
+    contents = ownership.inspect(folder)
+    if contents.given:
+        had_splits = (folder / "splits.csv").exists()
+        dataset.ensure_dataset(profile)
+        listed = set(io.read_splits(folder)["file"])
+        unlisted = sorted(set(contents.scans) - listed)
+        print(f"dataset {profile.dataset}: {folder} holds {len(contents.scans)} scan file(s) the simulator did not "
+              f"write; analysing them as they are (checked like `info`; splits.csv "
+              f"{'kept' if had_splits else 'made by the rule of emulsion_core.splits'})")
+        if unlisted:
+            print(f"  not in splits.csv, so not analysed: {', '.join(unlisted)}")
+        if contents.unlisted_simulations:
+            print(f"  {len(contents.unlisted_simulations)} of them carry the simulator's attributes but no manifest "
+                  f"lists them (simulated before manifests existed, or copied): delete {folder} to simulate afresh")
+        return 0
+    return _simulate(args)
+
+
 def _info(args) -> int:
     from . import io
     status = 0
     for path in args.files:
         try:
-            attrs = io.read_attrs(path)
-            events = io.read_events(path)
+            attrs, events = io.check_scan(path)
         except io.DataFormatError as err:
             print(f"INVALID {err}", file=sys.stderr)
             status = 1
@@ -50,8 +68,9 @@ def _report(args) -> int:
 
 
 def _calibrate(args) -> int:
-    from . import calibrate
-    cfg, summary, history = calibrate.calibrate(args.calls, args.events, args.seed, args.checkpoint)
+    from . import calibrate, paths
+    checkpoint = args.checkpoint or paths.results_dir("calibration") / "simulator.json"
+    cfg, summary, history = calibrate.calibrate(args.calls, args.events, args.seed, checkpoint)
     print("calibrated parameters (set them as SimulatorConfig defaults):")
     print(f"  vibration.noise_residual_nm = {cfg.vibration.noise_residual_nm:.4g}")
     for k in calibrate.FREE:
@@ -93,7 +112,13 @@ def main(argv=None) -> int:
     s.add_argument("--seed", type=int, default=None, help="override the profile's seed")
     s.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     s.set_defaults(func=_simulate)
-    i = sub.add_parser("info", help="validate scan files and print their attributes")
+    pp = sub.add_parser("prepare", help="make a profile's dataset ready: simulate it into an empty or "
+                        "simulator-owned folder, or check the given scans there (a missing splits.csv is made)")
+    pp.add_argument("--profile", default="default", help="profile name or YAML path (default: default)")
+    pp.add_argument("--seed", type=int, default=None, help="override the profile's seed")
+    pp.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    pp.set_defaults(func=_prepare)
+    i = sub.add_parser("info", help="validate scan files (attributes, events, every image) and print their attributes")
     i.add_argument("files", nargs="+")
     i.set_defaults(func=_info)
     r = sub.add_parser("report", help="write reports/<profile>/index.html")
@@ -105,8 +130,9 @@ def main(argv=None) -> int:
     c.add_argument("--calls", type=int, default=30, help="Gaussian-process evaluations (default 30)")
     c.add_argument("--events", type=int, default=3000, help="clean events per sample per evaluation")
     c.add_argument("--seed", type=int, default=2021)
-    c.add_argument("--checkpoint", default="results/calibration/simulator.json",
-                   help="history file, updated after every call; a rerun resumes from it")
+    c.add_argument("--checkpoint", default=None,
+                   help="history file, updated after every call; a rerun resumes from it "
+                        "(default: <root>/results/calibration/simulator.json, root = EMULSION_DL_ROOT or the checkout)")
     c.set_defaults(func=_calibrate)
     pr = sub.add_parser("predict", help="score scan files with trained networks (ensemble mean), streaming")
     pr.add_argument("--model", action="append", required=True, help=".keras file; repeat for an ensemble")
@@ -137,9 +163,10 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     from .profiles import ProfileError
     from .io import DataFormatError
+    from .ownership import ForeignFilesError
     try:
         return args.func(args)
-    except (ProfileError, DataFormatError) as err:
+    except (ProfileError, DataFormatError, ForeignFilesError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -84,7 +84,7 @@ def rotation_check(profile: Profile, n_events: int = 300, angles=(45, 90, 135, 1
     for sample in SAMPLES:
         table, images, _ = network_analysis.split_data(profile, "test")
         pick = np.flatnonzero(table["sample"] == sample)[:n_events]
-        x = preprocessing.preprocess(images[pick])
+        x = preprocessing.preprocess(images[pick], network_analysis.camera_max(profile))
         scores = [training.signal_probability(model.predict(x, verbose=0))]
         for a in angles:
             scores.append(training.signal_probability(model.predict(

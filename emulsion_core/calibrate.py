@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import cleaning
+from . import cleaning, provenance
 from . import history as history_file
 from .barshift import barycenters, conventional_variables
 from .features import cluster_features
@@ -162,7 +162,8 @@ def calibrate(n_calls: int = 30, n_clean: int = 3000, seed: int = 2021, checkpoi
               cfg: SimulatorConfig | None = None, free: dict | None = None, progress: bool = True):
     """Gaussian-process search (scikit-optimize) of the free parameters; resumable.
 
-    checkpoint : JSON file updated after every call; an interrupted calibration restarts from it.
+    checkpoint : JSON file updated after every call; an interrupted calibration restarts from it
+    when it was made with the same settings and code (:mod:`provenance`), else it is set aside.
     At every point the vibration's noise-only residual is measured on the rendering
     (:func:`noise_residual`) before the targets are evaluated. Returns (calibrated
     SimulatorConfig, its BarshiftSummary, history DataFrame).
@@ -175,6 +176,11 @@ def calibrate(n_calls: int = 30, n_clean: int = 3000, seed: int = 2021, checkpoi
     free = free or FREE
     names = list(free)
     space = [Real(free[k][0], free[k][1], name=k) for k in names]
+    if checkpoint:
+        import hashlib
+        provenance.resume_or_restart(checkpoint, provenance.key(
+            "calibration", n_clean=n_clean, seed=seed, free={k: free[k][:2] for k in names},
+            config_sha256=hashlib.sha256(cfg.to_json().encode()).hexdigest()[:16]), "the calibration history")
     history = history_file.load(checkpoint) if checkpoint else []
     bar = tqdm(total=n_calls, initial=len(history), desc="calibrate", **({} if progress else {"disable": True}))
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from . import dataset, io, metrics, paths, selection
+from . import dataset, io, metrics, paths, preprocessing, provenance, selection
 from .barshift import conventional_variables
 from .profiles import Profile
 from .shape import ellipse_fit
@@ -39,12 +39,14 @@ def variables(profile: Profile, rebuild: bool = False, progress: bool = True) ->
 
     Columns: the clean-event table's, plus ``barshift_nm``, ``phi_deg``, ``pol1_deg``,
     ``pol2_deg``, ``path_nm``, ``regularity``, ``n_missing`` and the ellipse ``major_nm``,
-    ``minor_nm``, ``ellipticity``, ``angle_deg``.
+    ``minor_nm``, ``ellipticity``, ``angle_deg``. The barycenters are taken in the standard
+    polarisation order of each file's ``polarisation_deg`` attribute. The cache is keyed
+    (:mod:`provenance`) by the clean selection and the code of the estimators.
     """
     path = paths.results_dir(profile.name) / "conventional.csv"
     clean = selection.clean_events(profile, progress=progress)
-    stamp = {"clean_events": selection.stamp_of(paths.results_dir(profile.name) / "clean_events.csv")}
-    if not rebuild and selection.cache_is_valid(path, stamp):
+    key = provenance.key("conventional", clean_events=provenance.upstream(paths.results_dir(profile.name) / "clean_events.csv"))
+    if not rebuild and provenance.is_current(path, key):
         cached = pd.read_csv(path)
         return clean.merge(cached, on=["file", "event_id"], how="left", validate="one_to_one")
     folder = dataset.dataset_dir(profile)
@@ -52,12 +54,14 @@ def variables(profile: Profile, rebuild: bool = False, progress: bool = True) ->
     bar = tqdm(total=len(clean), unit="ev", desc="barshift", **({} if progress else {"disable": True}))
     for name, group in clean.groupby("file", sort=False):
         wanted = set(group["event_id"].to_numpy().tolist())
-        pixel = float(io.read_attrs(folder / name)["pixel_size_nm"])
+        attrs = io.read_attrs(folder / name)
+        pixel = float(attrs["pixel_size_nm"])
         for images, events in io.iter_scan_blocks(folder / name):
             keep = events["event_id"].isin(wanted).to_numpy()
             if not keep.any():
                 continue
-            cv = conventional_variables(images[keep], pixel)
+            ordered = preprocessing.standard_polarisations(images[keep], attrs["polarisation_deg"], str(folder / name))
+            cv = conventional_variables(ordered, pixel, polarisation_deg=preprocessing.POLARISATIONS_DEG)
             ell = ellipse_fit(images[keep], pixel)[["major_nm", "minor_nm", "ellipticity", "angle_deg"]]
             parts.append(pd.concat([events.loc[keep, ["event_id"]].reset_index(drop=True).assign(file=name),
                                     cv, ell], axis=1))
@@ -65,7 +69,7 @@ def variables(profile: Profile, rebuild: bool = False, progress: bool = True) ->
     bar.close()
     measured = pd.concat(parts, ignore_index=True)
     measured.to_csv(path, index=False)
-    selection.write_stamp(path, stamp)
+    provenance.write(path, key)
     return clean.merge(measured, on=["file", "event_id"], how="left", validate="one_to_one")
 
 

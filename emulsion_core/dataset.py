@@ -1,17 +1,25 @@
-"""A dataset: the scan files of a profile plus ``splits.csv``; simulated on demand.
+"""A dataset: the scan files of a profile plus ``splits.csv``; simulated on demand, or given.
 
-``events_table`` joins every scan's events with its file attributes and split, without
-reading any image; ``load_images`` reads the images of chosen events.
+``ensure_dataset`` decides once what a profile's folder is (:mod:`emulsion_core.ownership`):
+the simulator's (simulated or resumed, never mixed with other files) or given scans (checked
+as ``info`` checks them, a missing ``splits.csv`` made by :mod:`emulsion_core.splits`, never
+written into otherwise). ``events_table`` joins every scan's events with its file attributes
+and split, measuring the cluster features a given file lacks from its images (cached);
+``load_images`` reads the images of chosen events in the one convention every consumer uses.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io as _bytes_io
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import io, paths
+from . import io, ownership, paths, preprocessing, provenance, splits
+from .features import FEATURE_COLUMNS, cluster_features
 from .profiles import Profile
 from .simconfig import SAMPLES, SimulatorConfig
 from .simulate import SCAN_ORDER, simulate_dataset
@@ -22,21 +30,78 @@ def dataset_dir(profile: Profile) -> Path:
 
 
 def ensure_dataset(profile: Profile, cfg: SimulatorConfig | None = None, progress: bool = True) -> Path:
-    """Simulate the profile's dataset where scans are missing or stale; returns its folder.
+    """The profile's dataset folder, ready to analyse; returns it.
 
-    Scans already complete (same seed, configuration, size) are kept, so this is cheap when
-    the data are there and resumes an interrupted simulation scan by scan.
+    - missing, empty or the simulator's own: simulated where scans are missing or stale (scans
+      already complete are kept, so this is cheap when the data are there and resumes an
+      interrupted simulation scan by scan);
+    - given scans only (files the simulator did not write): nothing is simulated or rewritten;
+      every scan file is checked as ``info`` checks it (cached) and a missing ``splits.csv`` is
+      made by the rule of :mod:`emulsion_core.splits`;
+    - both: :class:`ownership.ForeignFilesError` naming the files the simulator did not write.
     """
     folder = dataset_dir(profile)
+    if ownership.inspect(folder).given:
+        splits.ensure(folder, profile.seed, profile.validation_fraction)
+        check_given(folder)
+        return folder
     cfg = cfg if cfg is not None else profile.simulator_config()
     simulate_dataset(folder, profile.events, profile.seed, profile.samples, cfg,
                      profile.validation_fraction, profile.block_size, progress=progress)
     return folder
 
 
+def check_given(folder) -> list:
+    """Check every scan file listed in ``splits.csv`` as ``python -m emulsion_core info`` does
+    (attributes, events, every image block) and measure the cluster features it lacks; both
+    cached (:func:`given_features`). Returns the file names. Raises :class:`io.DataFormatError`."""
+    folder = Path(folder)
+    names = sorted(io.read_splits(folder)["file"].unique())
+    for name in names:
+        given_features(folder / name, _missing_features(io.read_events(folder / name)))
+    return names
+
+
+def _missing_features(events: pd.DataFrame) -> list:
+    return [c for c in FEATURE_COLUMNS if c not in events.columns]
+
+
+def given_features(path, columns) -> pd.DataFrame:
+    """``event_id`` and the cluster features ``columns`` of a scan file, measured on its images by
+    :func:`features.cluster_features` (the definitions the cleaning cuts assume).
+
+    The file is read block by block through :func:`io.iter_scan_blocks`, so every block is
+    validated exactly as ``info`` validates it. Cached under ``<root>/cache/<folder name>/``,
+    keyed by the file's path, size and modification time and by the code (provenance).
+    """
+    path = Path(path).resolve()
+    columns = list(columns)
+    stat = path.stat()
+    cache = paths.cache_dir(path.parent.name) / f"{path.name}.features.npz"
+    key = provenance.key("given_features", file=str(path), bytes=stat.st_size, mtime_ns=stat.st_mtime_ns,
+                         columns=columns)
+    if provenance.is_current(cache, key):
+        with np.load(cache) as z:
+            return pd.DataFrame({c: z[c] for c in ["event_id"] + columns})
+    parts = []
+    for images, events in io.iter_scan_blocks(path):
+        block = cluster_features(images)[columns] if columns else pd.DataFrame(index=range(len(images)))
+        parts.append(block.reset_index(drop=True).assign(event_id=events["event_id"].to_numpy()))
+    table = pd.concat(parts, ignore_index=True)[["event_id"] + columns]
+    buffer = _bytes_io.BytesIO()
+    np.savez(buffer, **{c: table[c].to_numpy() for c in table.columns})
+    tmp = cache.with_name(cache.name + ".tmp")
+    tmp.write_bytes(buffer.getvalue())
+    tmp.replace(cache)
+    provenance.write(cache, key)
+    return table
+
+
 def events_table(folder) -> pd.DataFrame:
     """All events of a dataset folder with ``file``, ``sample``, ``scan``, ``rotation_deg``,
-    ``area``, ``is_signal`` and ``split`` columns (images are not read)."""
+    ``area``, ``is_signal`` and ``split`` columns. Images are read only for the cluster features
+    a file lacks (:data:`features.FEATURE_COLUMNS`, measured once and cached: :func:`given_features`),
+    so every cut works on files that hold just the format's required columns."""
     folder = Path(folder)
     splits = io.read_splits(folder)
     parts = []
@@ -44,6 +109,11 @@ def events_table(folder) -> pd.DataFrame:
         path = folder / name
         attrs = io.read_attrs(path)
         ev = io.read_events(path)
+        need = _missing_features(ev)
+        if need:
+            measured = given_features(path, need)
+            for c in need:
+                ev[c] = measured[c].to_numpy()
         ev.insert(0, "file", name)
         for key in ("sample", "scan", "rotation_deg", "area", "is_signal"):
             ev[key] = attrs[key]
@@ -61,13 +131,25 @@ def events_table(folder) -> pd.DataFrame:
     return table.sort_values(["sample", "_o", "event_id"], kind="stable").drop(columns="_o").reset_index(drop=True)
 
 
+def camera_max(folder) -> float:
+    """The camera range (ADU) that :func:`load_images` serves a dataset's images at: the largest
+    ``camera_max`` attribute of the scan files listed in its ``splits.csv``."""
+    folder = Path(folder)
+    return float(max(io.read_attrs(folder / n)["camera_max"] for n in io.read_splits(folder)["file"].unique()))
+
+
 def load_images(folder, rows: pd.DataFrame, block_size: int = 4096) -> np.ndarray:
-    """Images (len(rows), P, H, W) of the events ``rows`` (with ``file`` and ``event_id``), in order.
+    """Images (len(rows), 8, H, W) of the events ``rows`` (with ``file`` and ``event_id``), in order,
+    in the one convention every consumer uses (:func:`preprocessing.standard_counts`): each
+    file's polarisations in the standard order of its ``polarisation_deg`` attribute, and its
+    counts on the dataset's camera range :func:`camera_max` (a file of a smaller range is
+    rescaled; uint8 when that range is at most 255, else uint16).
 
     Each file is streamed in blocks and the wanted events picked out, which is much faster
     than scattered reads of compressed chunks when many events are wanted.
     """
     folder = Path(folder)
+    common = camera_max(folder)
     out = None
     names = rows["file"].to_numpy()
     for name in pd.unique(names):
@@ -90,6 +172,7 @@ def load_images(folder, rows: pd.DataFrame, block_size: int = 4096) -> np.ndarra
                 if start > wanted[-1]:
                     break
             images = np.concatenate(parts)
+        images = preprocessing.standard_counts(images, io.read_attrs(folder / name), common, str(folder / name))
         if out is None:
             out = np.empty((len(rows),) + images.shape[1:], dtype=images.dtype)
         out[pos_out] = images
@@ -97,22 +180,23 @@ def load_images(folder, rows: pd.DataFrame, block_size: int = 4096) -> np.ndarra
 
 
 def scan_geometry(folder) -> tuple[list, float]:
-    """Polarisation angles (deg) and pixel size (nm) of a dataset, from its first scan file."""
+    """Polarisation angles (deg) of the images :func:`load_images` serves (the standard order)
+    and the pixel size (nm) of the dataset, from its first scan file."""
     name = io.read_splits(folder)["file"].iloc[0]
     attrs = io.read_attrs(Path(folder) / name)
-    return attrs["polarisation_deg"], float(attrs["pixel_size_nm"])
+    return list(preprocessing.POLARISATIONS_DEG), float(attrs["pixel_size_nm"])
 
 
 def fingerprint(folder) -> str:
-    """Short hash identifying a dataset's content: each scan file's name, size, event count,
-    seed and simulator configuration, and ``splits.csv``. Caches built from the dataset store
-    it and are rebuilt when it changes (for example after re-simulation)."""
-    import hashlib
-    import json
+    """Short hash identifying a dataset's content: ``splits.csv`` and each scan file's name and
+    size with, for the simulator's own files, the provenance key the manifest records (seed,
+    configuration, simulator code) and, for any other file, its modification time. Caches built
+    from the dataset key on it and are rebuilt when it changes (e.g. after re-simulation)."""
     folder = Path(folder)
+    listed = (ownership.read_manifest(folder) or {"files": {}})["files"]
     items = [hashlib.sha256((folder / "splits.csv").read_bytes()).hexdigest()]
     for path in sorted(folder.glob("*.h5")):
-        attrs = io.read_attrs(path)
-        items.append((path.name, path.stat().st_size, attrs.get("seed"), attrs.get("simulator_config"),
-                      attrs.get("format_version")))
-    return hashlib.sha256(json.dumps(items, default=str).encode()).hexdigest()[:16]
+        stat, entry = path.stat(), listed.get(path.name, {})
+        own = entry.get("status") == "written" and entry.get("bytes") == stat.st_size
+        items.append((path.name, stat.st_size, entry.get("provenance") if own else stat.st_mtime_ns))
+    return hashlib.sha256(json.dumps(items, default=str, sort_keys=True).encode()).hexdigest()[:16]

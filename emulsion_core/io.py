@@ -335,6 +335,16 @@ def iter_scan_blocks(path, block_size: int = 4096) -> Iterator[tuple[np.ndarray,
             yield data, _events_frame(rec, path, offset=start)
 
 
+def check_scan(path, block_size: int = 4096) -> tuple[dict, pd.DataFrame]:
+    """Validate a whole scan file: attributes, events and every image block (dtype, shape,
+    range), as the analysis reads it (``info`` and the check of given scans use this reading).
+    Returns (attrs, events); raises :class:`DataFormatError`."""
+    attrs, events = read_attrs(path), read_events(path)
+    for _ in iter_scan_blocks(path, block_size):
+        pass
+    return attrs, events
+
+
 def _check_range(data: np.ndarray, attrs: dict, path, offset: int = 0) -> None:
     if data.size and int(data.max()) > attrs["camera_max"]:
         flat = data.reshape(len(data), -1).max(axis=1)

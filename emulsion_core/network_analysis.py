@@ -8,15 +8,12 @@ history after every call, the final fit every epoch.
 from __future__ import annotations
 
 import json
-import shutil
 import time
-import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import conventional, dataset, metrics, paths, search, selection, training
+from . import conventional, dataset, metrics, paths, provenance, search, selection, training
 from .models import CLASSES, PAPER_PARAMETERS, keras
 from .profiles import Profile
 
@@ -29,39 +26,35 @@ def workdir(profile: Profile):
     return d
 
 
-def _stamp(profile: Profile, **extra) -> dict:
-    """What a search or fit depends on: the clean selection, the network settings and the seed."""
+def _key(artefact: str, profile: Profile, **extra) -> dict:
+    """Provenance key of a search or fit: the clean selection it reads (its record's digest), the
+    network settings, the seed and the code (:data:`provenance.CODE`)."""
     clean = paths.results_dir(profile.name) / "clean_events.csv"
-    return {"clean_events": selection.stamp_of(clean), "network": dict(profile.network), "seed": profile.seed, **extra}
+    return provenance.key(artefact, clean_events=provenance.upstream(clean), network=dict(profile.network),
+                          seed=profile.seed, **extra)
 
 
 def search_stamp(profile: Profile) -> dict:
-    return _stamp(profile, search=dict(profile.search))
+    return _key("search_history", profile, search=dict(profile.search))
 
 
 def fit_stamp(profile: Profile, params: dict) -> dict:
-    return _stamp(profile, training=dict(profile.training), params=dict(params))
+    return _key("final_fit", profile, training=dict(profile.training), params=dict(params))
 
 
 def resume_or_restart(path, stamp: dict, what: str) -> None:
-    """Keep ``path`` (a search history or a fit's folder) to resume from when it was made with
-    ``stamp``; otherwise move it aside to ``<name>.superseded`` with a warning, so the job starts
-    afresh instead of mixing results of other settings or data. Writes the stamp."""
-    path = Path(path)
-    if path.exists() and not selection.cache_is_valid(path, stamp):
-        old = path.with_name(path.name + ".superseded")
-        if old.is_dir():
-            shutil.rmtree(old)
-        elif old.exists():
-            old.unlink()
-        path.rename(old)
-        warnings.warn(f"{what} in {path} was made with other settings or data; moved to {old.name}, "
-                      "starting afresh", stacklevel=3)
-    selection.write_stamp(path, stamp)
+    """Resume ``path`` when made with ``stamp``, else set it aside: :func:`provenance.resume_or_restart`."""
+    provenance.resume_or_restart(path, stamp, what)
+
+
+def camera_max(profile: Profile) -> float:
+    """The camera range (ADU) of the images :func:`split_data` returns (:func:`dataset.camera_max`)."""
+    return dataset.camera_max(dataset.dataset_dir(profile))
 
 
 def split_data(profile: Profile, split: str, fraction: float = 1.0, seed: int = 0):
-    """Clean events of the three classes in ``split``: (table, uint8 images, labels).
+    """Clean events of the three classes in ``split``: (table, images, labels); the images are in
+    the standard polarisation order at the range :func:`camera_max` (:func:`dataset.load_images`).
 
     ``fraction`` < 1 keeps a stratified random subset (the search uses half the training data).
     """
@@ -81,11 +74,12 @@ def run_search(profile: Profile, progress: bool = True) -> pd.DataFrame:
     """The profile's GP search (resumable); returns the history."""
     cfg = profile.search
     _, images, labels = split_data(profile, "train", cfg["train_fraction"], profile.seed)
+    scale = camera_max(profile)
 
     def objective(params):
         return search.cross_validated_auc(params, images, labels, cfg["folds"], cfg["epochs"],
                                           profile.network["width_scale"], profile.network["batch_size"],
-                                          profile.seed)
+                                          profile.seed, camera_max=scale)
 
     checkpoint = workdir(profile) / "search_history.json"
     resume_or_restart(checkpoint, search_stamp(profile), "the search history")
@@ -98,7 +92,7 @@ def chosen_parameters(profile: Profile) -> tuple[dict, str]:
     path = workdir(profile) / "search_history.json"
     if not path.exists():
         return dict(PAPER_PARAMETERS), "paper (no search history)"
-    if not selection.cache_is_valid(path, search_stamp(profile)):
+    if provenance.difference(provenance.read(path), search_stamp(profile)) is not None:
         return dict(PAPER_PARAMETERS), "paper (the search history was made with other settings; rerun notebook 03)"
     return search.best(pd.DataFrame(json.loads(path.read_text()))), "search"
 
@@ -113,7 +107,7 @@ def train_final(profile: Profile, params: dict, verbose: int = 0):
     train = training.ScanSequence(dataset.dataset_dir(profile), rows.assign(label=rows["sample"].astype(str).map(LABELS)),
                                   net["batch_size"], shuffle=True, augment=True, seed=profile.seed)
     _, x_val, y_val = split_data(profile, "validation")
-    val = training.EventSequence(x_val, y_val, net["batch_size"])
+    val = training.EventSequence(x_val, y_val, net["batch_size"], camera_max=camera_max(profile))
     folder = workdir(profile) / "final"
     resume_or_restart(folder, fit_stamp(profile, params), "the final fit")
     _, history, members = training.fit(params, train, val, tr["epochs"], folder,
@@ -129,7 +123,7 @@ def score(profile: Profile, members: list, splits=("validation", "test")) -> tup
     tables, probs = [], []
     for split in splits:
         rows, images, _ = split_data(profile, split)
-        p = training.predict(models, images, profile.network["batch_size"])
+        p = training.predict(models, images, profile.network["batch_size"], camera_max(profile))
         tables.append(rows)
         probs.append(p)
     table = pd.concat(tables, ignore_index=True)
@@ -173,17 +167,18 @@ def efficiency_band(table: pd.DataFrame, probs: np.ndarray, signal: str, split: 
     return grid, np.array(out)
 
 
-def throughput(model, images: np.ndarray, batch_size: int, repeats: int = 1) -> dict:
-    """Training and inference events/s of ``model`` on ``images`` (one epoch each, after a warm-up)."""
+def throughput(model, images: np.ndarray, batch_size: int, camera_max: float, repeats: int = 1) -> dict:
+    """Training and inference events/s of ``model`` on ``images`` (one epoch each, after a warm-up);
+    camera_max : their range, ADU."""
     labels = np.arange(len(images)) % 3
     if not getattr(model, "compiled", False):  # a network loaded for inference
         model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=training.CombinedLoss(0.5))
-    seq = training.EventSequence(images, labels, batch_size, shuffle=True, augment=True)
+    seq = training.EventSequence(images, labels, batch_size, shuffle=True, augment=True, camera_max=camera_max)
     model.fit(seq, epochs=1, verbose=0)
     t = time.perf_counter()
     model.fit(seq, epochs=1, verbose=0)
     train_rate = len(images) / (time.perf_counter() - t)
-    pseq = training.EventSequence(images, None, batch_size)
+    pseq = training.EventSequence(images, None, batch_size, camera_max=camera_max)
     model.predict(pseq, verbose=0)
     t = time.perf_counter()
     for _ in range(repeats):
@@ -214,19 +209,19 @@ def compare_architectures(profile: Profile, params: dict, newsnet_table: pd.Data
     rows = []
     _, x_train, y_train = split_data(profile, "train")
     val_rows, x_val, _ = split_data(profile, "validation")
-    timing = x_train[:n_timing]
+    timing, scale = x_train[:n_timing], camera_max(profile)
     entries = [("newsnet", newsnet_model, newsnet_table[newsnet_table["split"] == "validation"])]
     for name in ("compact_3d", "polarisation_channels_2d"):
         keras.utils.set_random_seed(profile.seed)
         model = training.compile_model(ARCHITECTURES[name](), params,
                                        training.use_xla(profile.training["epochs"] * len(x_train)))
         model.fit(training.EventSequence(x_train, y_train, profile.network["batch_size"], shuffle=True, augment=True,
-                                         seed=profile.seed), epochs=profile.training["epochs"], verbose=0,
+                                         seed=profile.seed, camera_max=scale), epochs=profile.training["epochs"], verbose=0,
                   callbacks=[training.schedule_callback(params, profile.training["epochs"])])
-        p = model.predict(training.EventSequence(x_val, None, profile.network["batch_size"]), verbose=0)
+        p = model.predict(training.EventSequence(x_val, None, profile.network["batch_size"], camera_max=scale), verbose=0)
         entries.append((name, model, val_rows.assign(score=training.signal_probability(p))))
     for name, model, table in entries:
-        rate = throughput(model, timing, profile.network["batch_size"])
+        rate = throughput(model, timing, profile.network["batch_size"], scale)
         red = reduction_at_reference(table)
         rows.append({"architecture": name, "parameters": trainable_parameters(model),
                      "MFLOPs per event": round(flops_per_event(model) / 1e6, 1),

@@ -1,4 +1,4 @@
-"""Where everything lives: data, results, figures and reports of a profile.
+"""Where everything lives: data, results, figures, reports and caches of a profile.
 
 All paths derive from one root: the repository checkout by default, or the folder named by
 the environment variable ``EMULSION_DL_ROOT`` (what ``run_all.sh --output`` and the tests use
@@ -38,6 +38,12 @@ def figures_dir(profile: str) -> Path:
 def reports_dir(profile: str) -> Path:
     """``<root>/reports/<profile>/``: executed notebooks and their HTML renderings."""
     return _made(root() / "reports" / profile)
+
+
+def cache_dir(dataset: str) -> Path:
+    """``<root>/cache/<dataset>/``: what is measured once from given scans (never written into
+    their own folder)."""
+    return _made(root() / "cache" / dataset)
 
 
 def _made(path: Path) -> Path:

@@ -41,7 +41,7 @@ def predict_files(model_paths: list, inputs: list, output, on_error: str = "stop
                 bar = tqdm(total=n, unit="ev", desc=path.name, **({} if progress else {"disable": True}))
                 rows = []
                 for images, events in io.iter_scan_blocks(path, block_size):
-                    images = preprocessing.standard_polarisations(images, attrs["polarisation_deg"], str(path))
+                    images = preprocessing.standard_counts(images, attrs, source=str(path))
                     probs = training.predict(models, images, batch_size, attrs["camera_max"])
                     s = training.signal_probability(probs)
                     mean = probs.mean(axis=0)

@@ -1,12 +1,15 @@
 """Network input from polarisation images ([P21] sec. 3.2.1).
 
-1. scale by the camera maximum (255 for the 8-bit camera);
+1. scale by the camera maximum: the file's ``camera_max`` attribute (255 for the 8-bit camera);
 2. subtract each image's own median (the optical background differs between samples);
 3. append the first polarisation after the last (180 deg = 0 deg: periodic boundary), 9 images;
 4. during training only, rotate all 9 images of an event by one random angle (bilinear
    interpolation, reflect padding), so that no direction is learnt.
 
-A polarisation missing from a scan is filled with zeros (the slides' convention) with a warning.
+The images enter in the standard polarisation order (0, 22.5, ..., 157.5 deg), placed by the
+file's ``polarisation_deg`` attribute. A polarisation missing from a scan is filled with zeros
+(the slides' convention) with a warning. Both the order and the camera range come from the
+file for every consumer (training, evaluation, notebooks, ``predict``): :func:`standard_counts`.
 """
 
 from __future__ import annotations
@@ -38,8 +41,30 @@ def standard_polarisations(images: np.ndarray, polarisation_deg, source: str = "
     return out
 
 
-def preprocess(images: np.ndarray, camera_max: float = 255.0) -> np.ndarray:
-    """(N, 8, H, W) camera counts -> (N, 9, H, W, 1) float32 network input (steps 1-3)."""
+def standard_counts(images: np.ndarray, attrs: dict, camera_max: float | None = None, source: str = "") -> np.ndarray:
+    """A scan file's images in the convention every consumer uses.
+
+    images : (N, P, H, W) camera counts as stored; attrs : the file's attributes (its
+    ``polarisation_deg`` and ``camera_max``). Returns (N, 8, H, W): the polarisations in the
+    standard order (:func:`standard_polarisations`) and, when ``camera_max`` (ADU) is given, the
+    counts rescaled from the file's range to it (rounded; uint8 up to 255, else uint16), so
+    files of different cameras can share one array and one ``camera_max``.
+    """
+    out = standard_polarisations(images, attrs["polarisation_deg"], source)
+    if camera_max is None:
+        return out
+    dtype = np.uint8 if camera_max <= 255 else np.uint16
+    if float(attrs["camera_max"]) == float(camera_max):
+        return out.astype(dtype, copy=False)
+    scale = np.float32(float(camera_max) / float(attrs["camera_max"]))
+    return np.rint(out.astype(np.float32) * scale).astype(dtype)
+
+
+def preprocess(images: np.ndarray, camera_max) -> np.ndarray:
+    """(N, 8, H, W) camera counts -> (N, 9, H, W, 1) float32 network input (steps 1-3).
+
+    camera_max : float, ADU, the range of the file(s) the images come from (never assumed).
+    """
     x = images.astype(np.float32) / np.float32(camera_max)
     n, p, h, w = x.shape
     med = np.median(x.reshape(n, p, h * w), axis=-1)

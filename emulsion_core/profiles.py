@@ -1,9 +1,9 @@
 """Run profiles (``smoke``, ``default``, ``paper``): dataset sizes and seeds, read from YAML.
 
 A profile file names every knob of a run; an unknown key or a bad value raises
-:class:`ProfileError` naming the key. ``run_all.sh`` passes the YAML file to papermill with
-``-f``, so its ``profile`` and ``seed`` keys become the notebooks' parameters; the notebooks
-resolve everything else here with :func:`resolve`.
+:class:`ProfileError` naming the key. ``run_all.sh`` passes the absolute path of the YAML file
+it was given as the notebooks' ``profile`` parameter, so every notebook resolves exactly that
+file (:func:`resolve`), never a shipped profile of the same name.
 """
 
 from __future__ import annotations

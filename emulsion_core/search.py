@@ -76,8 +76,9 @@ def best(history: pd.DataFrame) -> dict:
 
 
 def cross_validated_auc(params: dict, images: np.ndarray, labels: np.ndarray, folds: int, epochs: int,
-                        width_scale: float, batch_size: int, seed: int) -> float:
-    """Mean binary ROC AUC (carbon vs fog) over stratified ``folds``-fold cross-validation."""
+                        width_scale: float, batch_size: int, seed: int, camera_max: float) -> float:
+    """Mean binary ROC AUC (carbon vs fog) over stratified ``folds``-fold cross-validation;
+    camera_max : the range of ``images`` (ADU)."""
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold
 
@@ -88,9 +89,10 @@ def cross_validated_auc(params: dict, images: np.ndarray, labels: np.ndarray, fo
     for k, (tr, va) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=seed).split(labels, labels)):
         keras.utils.set_random_seed(seed + k)
         model = build(params, width_scale)
-        model.fit(EventSequence(images[tr], labels[tr], batch_size, shuffle=True, augment=True, seed=seed + k),
+        model.fit(EventSequence(images[tr], labels[tr], batch_size, shuffle=True, augment=True, seed=seed + k,
+                                camera_max=camera_max),
                   epochs=epochs, verbose=0, callbacks=[schedule_callback(params, epochs)])
-        p = model.predict(EventSequence(images[va], None, batch_size), verbose=0)
+        p = model.predict(EventSequence(images[va], None, batch_size, camera_max=camera_max), verbose=0)
         score = signal_probability(p)
         if not np.all(np.isfinite(score)):
             return 0.5  # a diverged fit: no separation

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import cleaning, dataset, paths
+from . import cleaning, dataset, paths, provenance
 from .profiles import Profile
 from .simulate import PRIMARY_KIND
 
@@ -33,42 +33,22 @@ def all_events(profile: Profile, progress: bool = True) -> pd.DataFrame:
 def clean_events(profile: Profile, rebuild: bool = False, progress: bool = True) -> pd.DataFrame:
     """Events that pass cleaning (all columns), cached as ``results/<profile>/clean_events.csv``.
 
-    The cache records the dataset's fingerprint and the cut values; it is rebuilt when either
-    changed (re-simulated data, other cuts) or when ``rebuild`` is set.
+    The cache is keyed (:mod:`provenance`) by the dataset's fingerprint, the cut values and the
+    code of cleaning and of the data path; it is rebuilt when any changed (re-simulated data,
+    other cuts, edited code) or when ``rebuild`` is set.
     """
     path = paths.results_dir(profile.name) / "clean_events.csv"
     folder = dataset.ensure_dataset(profile, progress=progress)
-    stamp = {"dataset": dataset.fingerprint(folder), "cuts": cleaning.CleaningCuts().as_dict()}
-    if not rebuild and cache_is_valid(path, stamp):
+    key = provenance.key("clean_events", dataset=dataset.fingerprint(folder), cuts=cleaning.CleaningCuts().as_dict())
+    if not rebuild and provenance.is_current(path, key):
         keys = pd.read_csv(path)
         table = dataset.events_table(folder)
         return keys[["file", "event_id"]].merge(table, on=["file", "event_id"], how="left", validate="one_to_one")
     table = all_events(profile, progress)
     kept = table[table["clean"]].reset_index(drop=True)
     kept[["file", "event_id", "sample", "scan", "split"]].to_csv(path, index=False)
-    write_stamp(path, stamp)
+    provenance.write(path, key)
     return kept
-
-
-def cache_is_valid(path, stamp: dict) -> bool:
-    """True when ``path`` exists and its side-car ``.stamp.json`` equals ``stamp``."""
-    import json
-    side = path.with_suffix(".stamp.json")
-    if not (path.exists() and side.exists()):
-        return False
-    return json.loads(side.read_text()) == json.loads(json.dumps(stamp))
-
-
-def stamp_of(path) -> dict:
-    """The stamp a cache was written with (empty when it has none)."""
-    import json
-    side = path.with_suffix(".stamp.json")
-    return json.loads(side.read_text()) if side.exists() else {}
-
-
-def write_stamp(path, stamp: dict) -> None:
-    import json
-    path.with_suffix(".stamp.json").write_text(json.dumps(stamp, indent=1))
 
 
 def split_counts(table: pd.DataFrame) -> pd.DataFrame:
@@ -113,7 +93,25 @@ def _typical(group: pd.DataFrame, quantile: float) -> pd.DataFrame:
     return group.iloc[[i]]
 
 
+def has_truth(table: pd.DataFrame) -> bool:
+    """True for simulated events (a ``true_kind`` column); real scans have no truth."""
+    return "true_kind" in table and not table["true_kind"].isna().all()
+
+
+def removed_kinds(table: pd.DataFrame) -> pd.DataFrame:
+    """Simulated data: events of each (sample, true kind) removed by each cut
+    (:func:`cleaning.removed_kinds`); an empty table for data without truth (real scans)."""
+    if not has_truth(table):
+        return pd.DataFrame(columns=list(cleaning.CUTS) + ["kept"],
+                            index=pd.MultiIndex.from_arrays([[], []], names=["sample", "true_kind"]))
+    return cleaning.removed_kinds(table)
+
+
 def truth_purity(table: pd.DataFrame) -> pd.DataFrame:
-    """Simulated data: purity and cleaning efficiency per sample (see :func:`cleaning.purity`)."""
+    """Simulated data: purity and cleaning efficiency per sample (see :func:`cleaning.purity`);
+    an empty table for data without truth (real scans)."""
+    if not has_truth(table):
+        return pd.DataFrame(columns=["kept", "wanted_kept", "purity", "efficiency", "purity (68% CL)",
+                                     "efficiency (68% CL)"], index=pd.Index([], name="sample"))
     wanted = {s: PRIMARY_KIND[s] for s in table["sample"].unique()}
     return cleaning.purity(table, table["clean"].to_numpy(), wanted)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import sys
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from tqdm import tqdm  # text bar: works in terminals and notebooks, no ipywidge
 
 from . import acquisition as acq_mod
 from . import grains as gr
-from . import occupancy
+from . import occupancy, ownership, provenance
 from .acquisition import Acquisition
 from .features import cluster_features
 from .io import CHUNK_EVENTS, DataFormatError, ScanWriter, compress_chunk, read_attrs, read_events, scan_path
@@ -311,14 +312,19 @@ def simulate_dataset(dataset_dir, events: dict, seed: int, samples=SAMPLES, cfg:
     """Simulate every scan of every sample into ``dataset_dir`` and write ``splits.csv``.
 
     events : {sample: {scan: n_raw_events}} for the scans in SCAN_ORDER. A scan file already
-    there with the same seed, configuration and size is kept (resume after an interruption).
+    there, recorded in the folder's manifest with the same provenance key (seed, configuration,
+    size and simulator code, :func:`scan_key`), is kept (resume after an interruption).
+    The folder must be empty or hold only the simulator's own files (:mod:`ownership`);
+    otherwise :class:`ownership.ForeignFilesError` names the others and nothing is written.
     workers : processes rendering blocks in parallel (default: the usable CPU cores; 1 = none).
     Returns the path of ``splits.csv``.
     """
     cfg = cfg or SimulatorConfig()
     dataset_dir = Path(dataset_dir)
     todo = [(s, sc, int(events[s][sc])) for s in samples for sc in SCAN_ORDER if events[s].get(sc, 0) > 0]
-    missing = [t for t in todo if not _is_complete(scan_path(dataset_dir, t[0], t[1]), *t, seed, cfg)]
+    manifest = ownership.claim(dataset_dir, [scan_path(dataset_dir, s, sc).name for s, sc, _ in todo])
+    keys = {t: scan_key(*t, seed, cfg) for t in todo}
+    missing = [t for t in todo if not _is_current(manifest, dataset_dir, t, keys[t], seed, cfg)]
     workers = default_workers() if workers is None else workers
     total = sum(n for *_, n in todo)
     executor = None
@@ -334,11 +340,35 @@ def simulate_dataset(dataset_dir, events: dict, seed: int, samples=SAMPLES, cfg:
             for sample, scan, n in missing:
                 path = scan_path(dataset_dir, sample, scan)
                 bar.set_postfix_str(path.name)
+                manifest.forget(path.name)
                 simulate_scan(path, sample, scan, n, seed, cfg, block_size, progress=bar, executor=executor)
+                manifest.record_scan(path.name, seed, keys[(sample, scan, n)])
     finally:
         if executor is not None:
             executor.shutdown()
-    return write_splits(dataset_dir, todo, seed, validation_fraction)
+    splits = write_splits(dataset_dir, todo, seed, validation_fraction)
+    manifest.record_splits()
+    return splits
+
+
+def scan_key(sample: str, scan: str, n_events: int, seed: int, cfg: SimulatorConfig) -> dict:
+    """Provenance key of a simulated scan: what it simulates and the simulator's code version."""
+    config = hashlib.sha256(cfg.to_json().encode()).hexdigest()[:16]
+    return provenance.key("scan", sample=sample, scan=scan, n_events=int(n_events), seed=int(seed),
+                          config_sha256=config, simulator_version=SIMULATOR_VERSION)
+
+
+def _is_current(manifest, folder: Path, todo: tuple, key: dict, seed: int, cfg: SimulatorConfig) -> bool:
+    """A scan is kept when the manifest records it with ``key`` and the file agrees; a file that
+    is there but stale is announced with the reason on stderr."""
+    path = scan_path(folder, todo[0], todo[1])
+    if not path.exists():
+        return False
+    why = provenance.difference(manifest.key_of(path.name), key)
+    if why is None and _is_complete(path, *todo, seed, cfg):
+        return True
+    print(f"re-simulating {path.name}: {why or 'the file does not match its record'}", file=sys.stderr)
+    return False
 
 
 def write_splits(dataset_dir, scans, seed: int, validation_fraction: float) -> Path:

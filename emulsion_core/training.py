@@ -27,11 +27,14 @@ class EventSequence(keras.utils.PyDataset):
 
     Batches are preprocessed on the fly; ``augment`` adds one random rotation per event.
     Shuffling and rotations are drawn from (seed, epoch, batch), so a resumed or repeated
-    training sees the same batches.
+    training sees the same batches. camera_max : the range (ADU) of the files the images come
+    from (``dataset.camera_max``, or the file's attribute), required: it is never assumed.
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray | None, batch_size: int, shuffle: bool = False,
-                 augment: bool = False, seed: int = 0, camera_max: float = 255.0, **kw):
+                 augment: bool = False, seed: int = 0, camera_max: float | None = None, **kw):
+        if camera_max is None:
+            raise TypeError("EventSequence needs camera_max, the range of the scan files the images come from")
         super().__init__(**kw)
         self.images, self.labels = images, labels
         self.batch_size, self.shuffle, self.augment, self.seed = int(batch_size), shuffle, augment, int(seed)
@@ -161,8 +164,11 @@ def load_member(path) -> "keras.Model":
     return keras.models.load_model(path, custom_objects={"CombinedLoss": CombinedLoss}, compile=False)
 
 
-def predict(models: list, images: np.ndarray, batch_size: int = 256, camera_max: float = 255.0) -> np.ndarray:
-    """Class probabilities of every ensemble member, (M, N, 3) float32."""
+def predict(models: list, images: np.ndarray, batch_size: int = 256, camera_max: float | None = None) -> np.ndarray:
+    """Class probabilities of every ensemble member, (M, N, 3) float32.
+
+    images : (N, 8, H, W) counts in the standard polarisation order; camera_max : their range
+    (ADU), required (see :class:`EventSequence`)."""
     seq = EventSequence(images, None, batch_size, camera_max=camera_max)
     return np.stack([m.predict(seq, verbose=0) for m in models]).astype(np.float32)
 
@@ -181,21 +187,25 @@ class ScanSequence(keras.utils.PyDataset):
     (``_stratified``) and taken ``window_blocks`` at a time, and
     each window's events are shuffled and cut into batches, so batches mix classes while reads
     stay sequential. Only one window is in memory. Deterministic from (seed, epoch).
+    Polarisation order and camera range come from each file's attributes
+    (:func:`preprocessing.standard_counts`; files of a smaller range are rescaled to the largest).
     """
 
     def __init__(self, folder, events: pd.DataFrame, batch_size: int, shuffle: bool = True, augment: bool = False,
-                 seed: int = 0, block_events: int = 1024, window_blocks: int = 8, camera_max: float = 255.0, **kw):
+                 seed: int = 0, block_events: int = 1024, window_blocks: int = 8, **kw):
         from . import io
         super().__init__(**kw)
         self.folder = Path(folder)
         self.batch_size, self.shuffle, self.augment, self.seed = int(batch_size), shuffle, augment, int(seed)
-        self.block_events, self.window_blocks, self.camera_max = block_events, window_blocks, camera_max
-        self.files = {}
+        self.block_events, self.window_blocks = block_events, window_blocks
+        self.files, self.attrs = {}, {}
         for name, group in events.groupby("file", sort=True):
+            self.attrs[name] = io.read_attrs(self.folder / name)
             ids = pd.Index(io.read_events(self.folder / name)["event_id"])
             pos = ids.get_indexer(group["event_id"].to_numpy())
             order = np.argsort(pos)
             self.files[name] = (pos[order], group["label"].to_numpy()[order])
+        self.camera_max = max(float(a["camera_max"]) for a in self.attrs.values())
         self.epoch = 0
         self._plan()
 
@@ -244,7 +254,7 @@ class ScanSequence(keras.utils.PyDataset):
             lo, hi = int(sel[0]), int(sel[-1]) + 1
             with io.h5py.File(self.folder / name, "r") as f:
                 block = f["images"][lo:hi]
-            images.append(block[sel - lo])
+            images.append(preprocessing.standard_counts(block[sel - lo], self.attrs[name], self.camera_max, name))
             labels.append(lab)
         images, labels = np.concatenate(images), np.concatenate(labels)
         if self.shuffle:

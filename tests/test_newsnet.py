@@ -87,7 +87,7 @@ def test_tiny_network_learns(models):
     xs, ys = [], []
     for label, (sample, kind) in enumerate((("C30keV", "track"), ("C100keV", "track"), ("fog", "fog"))):
         images, _ = render_events(sample, "rot0", np.full(n, kind), np.zeros(n), np.random.default_rng(label), cfg)
-        xs.append(preprocessing.preprocess(images))
+        xs.append(preprocessing.preprocess(images, 255))
         ys.append(np.full(n, label))
     x = np.concatenate(xs)
     y = keras.utils.to_categorical(np.concatenate(ys), 3)
@@ -158,7 +158,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, models):
 
     def run(workdir, stop_after=None):
         keras.utils.set_random_seed(1)
-        seq = training.EventSequence(images, labels, 16, shuffle=True, augment=True, seed=2)
+        seq = training.EventSequence(images, labels, 16, shuffle=True, augment=True, seed=2, camera_max=255)
         if stop_after is not None:
             class Stop(keras.callbacks.Callback):
                 def on_epoch_end(self, epoch, logs=None):
@@ -172,7 +172,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, models):
             finally:
                 training.keras.callbacks.CSVLogger = original
             keras.utils.set_random_seed(1)
-            seq = training.EventSequence(images, labels, 16, shuffle=True, augment=True, seed=2)
+            seq = training.EventSequence(images, labels, 16, shuffle=True, augment=True, seed=2, camera_max=255)
         model, history, _ = training.fit(params, seq, None, 3, workdir, width_scale=0.0625)
         return model, history
 

@@ -58,7 +58,7 @@ def test_seed_override_makes_a_separate_run():
 
 
 def test_clean_selection_cache_is_rebuilt_when_the_data_change(tmp_path, monkeypatch):
-    from emulsion_core import selection
+    from emulsion_core import provenance, selection
     monkeypatch.setenv("EMULSION_DL_ROOT", str(tmp_path))
     p = profiles.from_dict({"profile": "tiny", "seed": 3, "dataset": "tiny", "samples": ["fog"],
                             "events": {"rotated": {"fog": 100}, "test": {"fog": 100}}})
@@ -68,7 +68,7 @@ def test_clean_selection_cache_is_rebuilt_when_the_data_change(tmp_path, monkeyp
     # the profile grows its test scan: the scan is re-simulated and the cache must follow
     bigger = profiles.from_dict({"profile": "tiny", "seed": 3, "dataset": "tiny", "samples": ["fog"],
                                  "events": {"rotated": {"fog": 100}, "test": {"fog": 400}}})
-    stamp = selection.stamp_of(tmp_path / "results" / "tiny" / "clean_events.csv")
+    stamp = provenance.read(tmp_path / "results" / "tiny" / "clean_events.csv")
     grown = selection.clean_events(bigger, progress=False)
-    assert selection.stamp_of(tmp_path / "results" / "tiny" / "clean_events.csv") != stamp
+    assert provenance.read(tmp_path / "results" / "tiny" / "clean_events.csv") != stamp
     assert grown.loc[grown["scan"] == "test", "event_id"].max() > 100
