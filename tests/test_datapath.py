@@ -199,16 +199,18 @@ def test_simulate_with_another_seed_writes_where_the_notebooks_read(tmp_path, mo
 
 
 def test_calibrate_checkpoint_defaults_under_the_output_root(tmp_path, monkeypatch):
-    from types import SimpleNamespace
+    import pandas as pd
 
     from emulsion_core import calibrate
+    from emulsion_core.simconfig import SimulatorConfig
     monkeypatch.setenv("EMULSION_DL_ROOT", str(tmp_path))
     monkeypatch.chdir(tmp_path / "..")
     seen = {}
 
     def fake(calls, events, seed, checkpoint):
         seen["checkpoint"] = checkpoint
-        return {}, SimpleNamespace(threshold_nm=42.0, efficiency={}, chi2=lambda: 0.0), []
+        summary = calibrate.BarshiftSummary(42.0, {"C30keV": 0.19, "fog": 0.25}, (10.0, 23.0), 3.8)
+        return SimulatorConfig(), summary, pd.DataFrame()
 
     monkeypatch.setattr(calibrate, "calibrate", fake)
     assert main(["calibrate", "--calls", "1"]) == 0
