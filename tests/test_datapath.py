@@ -215,3 +215,16 @@ def test_calibrate_checkpoint_defaults_under_the_output_root(tmp_path, monkeypat
     monkeypatch.setattr(calibrate, "calibrate", fake)
     assert main(["calibrate", "--calls", "1"]) == 0
     assert str(seen["checkpoint"]) == str(tmp_path / "results" / "calibration" / "simulator.json")
+
+
+def test_prepare_reads_manifest_less_simulations_as_given_data_and_says_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("EMULSION_DL_ROOT", str(tmp_path))
+    folder = tmp_path / "data" / "old"
+    _tiny(folder)
+    (folder / ownership.MANIFEST).unlink()  # simulated before manifests existed
+    before = checksums(folder)
+    path = write_profile(tmp_path / "old.yaml", "old", "old", ["fog"], 100, 100, seed=1)
+    assert main(["prepare", "--profile", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "2 scan file(s) the simulator did not write" in out and "carry the simulator's attributes" in out
+    assert checksums(folder) == before
