@@ -4,8 +4,14 @@ learning rate, a checkpoint every epoch, resumption, and the snapshot ensemble o
 ``ScanSequence`` streams the training split from the scan files window by window (only a few
 blocks in memory); ``EventSequence`` serves events already in memory as uint8 (12.8 kB per
 event). Each batch is preprocessed to float32 on the fly (``preprocessing``), with a random
-rotation per event for training batches. The preprocessing has no statistics fitted
-to data (each image's own median is subtracted), so nothing can leak from validation or test.
+symmetry of the pixel grid per event for training batches (pixel statistics unchanged). The
+preprocessing has no statistics fitted to data (each image's own median is subtracted), so
+nothing can leak from validation or test.
+
+Training batches all have the same shape (``full_batches``: a last, partial batch is filled up
+with events from the start of the epoch or window): TensorFlow 2.21's oneDNN convolution
+backward pass has crashed (a double free, on Intel CPUs with AMX) when the batch shape changed
+during a fit with channel counts that are not multiples of 8 (``onednn_guard``).
 """
 
 from __future__ import annotations
@@ -25,16 +31,20 @@ SIGNAL_CLASSES = (0, 1)  # C30keV, C100keV
 class EventSequence(keras.utils.PyDataset):
     """Keras dataset over in-memory events: (N, 8, H, W) camera counts and class labels.
 
-    Batches are preprocessed on the fly; ``augment`` adds one random rotation per event.
-    Shuffling and rotations are drawn from (seed, epoch, batch), so a resumed or repeated
-    training sees the same batches.
+    Batches are preprocessed on the fly; ``augment`` adds one random grid symmetry per event.
+    Shuffling and symmetries are drawn from (seed, epoch, batch), so a resumed or repeated
+    training sees the same batches. ``full_batches`` (default: ``shuffle``, i.e. for training)
+    fills a last, partial batch up with the first events of the epoch's order, so every batch
+    has ``batch_size`` events; sequences for evaluation serve each event exactly once.
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray | None, batch_size: int, shuffle: bool = False,
-                 augment: bool = False, seed: int = 0, camera_max: float = 255.0, **kw):
+                 augment: bool = False, seed: int = 0, camera_max: float = 255.0, full_batches: bool | None = None,
+                 **kw):
         super().__init__(**kw)
         self.images, self.labels = images, labels
         self.batch_size, self.shuffle, self.augment, self.seed = int(batch_size), shuffle, augment, int(seed)
+        self.full_batches = bool(shuffle if full_batches is None else full_batches)
         self.camera_max = camera_max
         self.epoch = 0
         self._order()
@@ -48,10 +58,11 @@ class EventSequence(keras.utils.PyDataset):
         return math.ceil(len(self.images) / self.batch_size)
 
     def __getitem__(self, idx):
-        sel = np.sort(self.order[idx * self.batch_size:(idx + 1) * self.batch_size])
+        sel = np.sort(_filled(self.order[idx * self.batch_size:(idx + 1) * self.batch_size], self.order,
+                              self.batch_size if self.full_batches else 0))
         x = preprocessing.preprocess(self.images[sel], self.camera_max)
         if self.augment:
-            x = preprocessing.random_rotation(x, np.random.default_rng([self.seed, self.epoch, idx]))
+            x = preprocessing.random_symmetry(x, np.random.default_rng([self.seed, self.epoch, idx]))
         if self.labels is None:
             return (x,)
         return x, keras.utils.to_categorical(self.labels[sel], len(CLASSES))
@@ -61,9 +72,24 @@ class EventSequence(keras.utils.PyDataset):
         self._order()
 
 
+def _filled(sel: np.ndarray, pool: np.ndarray, size: int) -> np.ndarray:
+    """``sel`` filled up to ``size`` entries with the first entries of ``pool`` (cyclically)."""
+    if len(sel) >= size:
+        return sel
+    return np.concatenate([sel, np.resize(pool, size - len(sel))])
+
+
+CHANNEL_MULTIPLE = 8  # scaled widths are rounded up to a multiple of this (oneDNN fault, ``onednn_guard``)
+
+
 def scaled_widths(params: dict, width_scale: float) -> dict:
-    """Network parameters with every filter width multiplied by ``width_scale`` (at least 4)."""
-    w = lambda f: max(4, int(round(f * width_scale)))  # noqa: E731
+    """Network parameters with every filter width multiplied by ``width_scale`` and rounded up to
+    a multiple of 8 (at least 8): widths like 5, 7 or 12 trigger a oneDNN crash on Intel AMX CPUs
+    (``onednn_guard``), and vector units work in blocks of 8 or 16 channels anyway. At the
+    paper's widths (32, 64; 64, 128) any scale >= 1/8 gives multiples of 8 unchanged except
+    the first stem width at 1/8 (4 -> 8)."""
+    m = CHANNEL_MULTIPLE
+    w = lambda f: max(m, m * math.ceil(f * width_scale / m - 1e-9))  # noqa: E731
     return {**params, "filters_1": w(params["filters_1"]), "filters_2": w(params["filters_2"]),
             "stem_filters": (w(32), w(64))}
 
@@ -181,14 +207,18 @@ class ScanSequence(keras.utils.PyDataset):
     (``_stratified``) and taken ``window_blocks`` at a time, and
     each window's events are shuffled and cut into batches, so batches mix classes while reads
     stay sequential. Only one window is in memory. Deterministic from (seed, epoch).
+    ``full_batches`` (default: ``shuffle``) fills each window's last, partial batch up with the
+    first events of that window, so every batch has ``batch_size`` events.
     """
 
     def __init__(self, folder, events: pd.DataFrame, batch_size: int, shuffle: bool = True, augment: bool = False,
-                 seed: int = 0, block_events: int = 1024, window_blocks: int = 8, camera_max: float = 255.0, **kw):
+                 seed: int = 0, block_events: int = 1024, window_blocks: int = 8, camera_max: float = 255.0,
+                 full_batches: bool | None = None, **kw):
         from . import io
         super().__init__(**kw)
         self.folder = Path(folder)
         self.batch_size, self.shuffle, self.augment, self.seed = int(batch_size), shuffle, augment, int(seed)
+        self.full_batches = bool(shuffle if full_batches is None else full_batches)
         self.block_events, self.window_blocks, self.camera_max = block_events, window_blocks, camera_max
         self.files = {}
         for name, group in events.groupby("file", sort=True):
@@ -259,10 +289,12 @@ class ScanSequence(keras.utils.PyDataset):
     def __getitem__(self, idx):
         w, b = self.batches[idx]
         images, labels = self._window(w)
-        sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
+        n = len(labels)
+        sl = _filled(np.arange(b * self.batch_size, min((b + 1) * self.batch_size, n)), np.arange(n),
+                     self.batch_size if self.full_batches else 0)
         x = preprocessing.preprocess(images[sl], self.camera_max)
         if self.augment:
-            x = preprocessing.random_rotation(x, np.random.default_rng([self.seed, self.epoch, idx]))
+            x = preprocessing.random_symmetry(x, np.random.default_rng([self.seed, self.epoch, idx]))
         return x, keras.utils.to_categorical(labels[sl], len(CLASSES))
 
     def on_epoch_end(self):
