@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import preprocessing
+from . import batchnorm, preprocessing
 from .models import CLASSES, CombinedLoss, keras, newsnet
 
 SIGNAL_CLASSES = (0, 1)  # C30keV, C100keV
@@ -149,10 +149,26 @@ def schedule_callback(params: dict, epochs: int):
     return ExponentialDecay(params["learning_rate"], params["decay_rate"], epochs)
 
 
+def fit_in_memory(model, params: dict, images: np.ndarray, labels: np.ndarray, epochs: int, batch_size: int,
+                  seed: int = 0, verbose: int = 0) -> "keras.Model":
+    """Train a compiled ``model`` on in-memory events (shuffled, augmented, full batches) with the
+    learning-rate schedule of ``params``, then re-estimate its batch-normalisation statistics on
+    the training events (``batchnorm.recalibrate``), as every network that is evaluated needs.
+
+    images : (N, 8, H, W) camera counts; labels : (N,) class indices. Returns ``model``."""
+    model.fit(EventSequence(images, labels, batch_size, shuffle=True, augment=True, seed=seed),
+              epochs=epochs, verbose=verbose, callbacks=[schedule_callback(params, epochs)])
+    batchnorm.recalibrate(model, batchnorm.sequence_batches(
+        EventSequence(images, None, batch_size, shuffle=True, seed=seed + 1, full_batches=True)))
+    return model
+
+
 def fit(params: dict, train: EventSequence, validation: EventSequence | None, epochs: int, workdir,
         width_scale: float = 1.0, ensemble: int = 0, verbose: int = 0):
     """Train, writing ``epoch_NNN.keras`` after every epoch into ``workdir``; an interrupted fit
     resumes from ``workdir/backup`` (BackupAndRestore); a finished one is loaded, not redone.
+    At every epoch's end the batch-normalisation statistics are re-estimated on training batches
+    (``batchnorm.Recalibration``) before ``val_loss`` is computed and the epoch saved.
     Returns (model, history DataFrame, ensemble member paths: the last ``ensemble`` epochs)."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -163,6 +179,7 @@ def fit(params: dict, train: EventSequence, validation: EventSequence | None, ep
     model = build(params, width_scale, jit_compile=use_xla(epochs * len(train) * train.batch_size))
     callbacks = [
         schedule_callback(params, epochs),
+        batchnorm.Recalibration(train, validation),  # before the callbacks that save or log the epoch
         keras.callbacks.ModelCheckpoint(str(workdir / "epoch_{epoch:03d}.keras")),
         keras.callbacks.BackupAndRestore(str(workdir / "backup")),
         keras.callbacks.CSVLogger(str(workdir / "history.csv"), append=True),
@@ -173,7 +190,7 @@ def fit(params: dict, train: EventSequence, validation: EventSequence | None, ep
         import json
         for _ in range(int(json.loads(meta.read_text()).get("epoch", 0))):
             train.on_epoch_end()
-    model.fit(train, validation_data=validation, epochs=epochs, callbacks=callbacks, verbose=verbose)
+    model.fit(train, epochs=epochs, callbacks=callbacks, verbose=verbose)
     return model, _history(workdir), members
 
 

@@ -228,9 +228,12 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, models):
     full, _ = run(tmp_path / "full")
     resumed, history = run(tmp_path / "resumed", stop_after=2)
     assert list(history["epoch"]) == [0, 1, 2]
-    for a, b in zip(full.get_weights(), resumed.get_weights()):
-        # equal up to float round-off (oneDNN reduction order); a restart from scratch differs by O(1)
-        np.testing.assert_allclose(a, b, rtol=0, atol=2e-3)
+    for v, a, b in zip(full.weights, full.get_weights(), resumed.get_weights()):
+        # equal up to float round-off (oneDNN reduction order); a restart from scratch differs by O(1).
+        # Moving statistics are re-estimated from the weights at every epoch's end, so they carry
+        # the weights' round-off amplified through the layers: compared to their own scale.
+        atol = max(2e-3, 0.03 * np.abs(a).max()) if "moving_" in v.path else 2e-3
+        np.testing.assert_allclose(a, b, rtol=0, atol=atol, err_msg=v.path)
     # a finished fit is loaded, not trained again: same weights, no new epoch in its history
     again, history = run(tmp_path / "full")
     assert list(history["epoch"]) == [0, 1, 2]
