@@ -211,7 +211,8 @@ def predict(models: list, images: np.ndarray, batch_size: int = 256, camera_max:
 
 
 def signal_probability(probabilities: np.ndarray) -> np.ndarray:
-    """Summed carbon probability p(C30keV) + p(C100keV)."""
+    """Summed carbon probability p(C30keV) + p(C100keV). In float32 it rounds to 1 once p(fog)
+    < ~3e-8: rank and cut on ``scoring``'s log-odds instead."""
     return probabilities[..., list(SIGNAL_CLASSES)].sum(axis=-1)
 
 

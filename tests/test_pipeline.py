@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -57,7 +58,8 @@ def test_run_all_smoke_writes_every_output(tmp_path):
     assert len(history) == 3 and all(0.0 <= h["score"] <= 1.0 for h in history)
     assert len(list((newsnet / "final").glob("epoch_*.keras"))) == 3
     scores = pd.read_csv(newsnet / "scores.csv")
-    assert scores["score"].between(0, 1).all() and set(scores["split"]) == {"validation", "test"}
+    assert np.isfinite(scores["score"]).all() and scores["p_signal"].between(0, 1).all()  # score: log-odds
+    assert set(scores["split"]) == {"validation", "test"}
     assert ((table1["value"] >= 0) & (table1["value"] <= 1)).all()
 
 
