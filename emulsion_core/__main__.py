@@ -1,4 +1,4 @@
-"""Command line: ``python -m emulsion_core {simulate,info,report} ...`` (also ``emulsion-dl``)."""
+"""Command line: ``python -m emulsion_core {simulate,info,report,calibrate,predict,onednn} ...`` (also ``emulsion-dl``)."""
 
 from __future__ import annotations
 
@@ -71,6 +71,14 @@ def _predict(args) -> int:
     return 0
 
 
+def _onednn(args) -> int:
+    from . import onednn_guard
+    state = onednn_guard.ensure(retest=args.retest)
+    print(onednn_guard.describe(), file=sys.stderr)
+    print("on" if state.onednn else "off")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="emulsion_core", description="emulsion-dl command line")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -101,6 +109,10 @@ def main(argv=None) -> int:
     pr.add_argument("--on-error", choices=["stop", "skip"], default="stop",
                     help="a bad file stops the run (default) or is skipped; rows already written stay")
     pr.set_defaults(func=_predict)
+    o = sub.add_parser("onednn", help="self-test TensorFlow's oneDNN convolutions on this machine (cached); "
+                                      "prints on or off (off: run with TF_ENABLE_ONEDNN_OPTS=0)")
+    o.add_argument("--retest", action="store_true", help="run the self-test again instead of reading its cache")
+    o.set_defaults(func=_onednn)
     args = ap.parse_args(argv)
     from .profiles import ProfileError
     from .io import DataFormatError

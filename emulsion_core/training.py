@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import batchnorm, preprocessing
+from . import batchnorm, onednn_guard, preprocessing
 from .models import CLASSES, CombinedLoss, keras, newsnet
 
 SIGNAL_CLASSES = (0, 1)  # C30keV, C100keV
@@ -107,6 +107,7 @@ def compile_model(model, params: dict, jit_compile: bool = False) -> "keras.Mode
 
     ``jit_compile`` (XLA) trains NEWSnet ~1.3x faster on CPUs but costs ~15 s more per new model:
     worth it for long fits (more than a few thousand events), not for the search's short folds."""
+    onednn_guard.require_safe()  # before the first network is trained: oneDNN must not be on where it crashes
     beta_1 = 1.0 - 1.0 / float(params["beta_1_inv"])  # [P21]: beta searched as 1 / (1 - beta)
     beta_2 = 1.0 - 1.0 / float(params["beta_2_inv"])
     model.compile(optimizer=keras.optimizers.Adam(float(params["learning_rate"]), beta_1=beta_1, beta_2=beta_2),
