@@ -1,4 +1,5 @@
-"""Test set-up for tests/ and the nbval run over notebooks/: quiet, deterministic, stderr not compared.
+"""Test set-up: quiet, deterministic; for ``pytest --nbval notebooks`` run by hand, stderr is not compared
+(tests/nbcompare.py, which the suite uses, skips it too).
 
 At the repository root so that its hooks apply to both folders."""
 

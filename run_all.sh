@@ -4,16 +4,20 @@
 # reports/<profile>/index.html.
 #
 #   ./run_all.sh [--profile smoke|default|paper|FILE.yaml] [--output DIR] [--notebooks 01,02]
+#                [--notebook-dir DIR]
 #
 # --output DIR puts data/, results/, figures/ and reports/ under DIR instead of this checkout.
 # --notebooks runs only the notebooks whose names start with one of the comma-separated prefixes.
+# --notebook-dir DIR runs the NN_*.ipynb of DIR instead of notebooks/ (the tests use it).
 # Every notebook gets the profile file itself (parameter `profile` = its absolute path).
+# A notebook whose kernel dies (a crash in native code) stops the run within seconds.
 # The first run creates .venv and installs the suite (scripts/bootstrap.sh).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 profile=default
 output=""
 only=""
+notebooks_dir=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --profile) profile="$2"; shift 2 ;;
@@ -22,10 +26,13 @@ while [ $# -gt 0 ]; do
         --output=*) output="${1#*=}"; shift ;;
         --notebooks) only="$2"; shift 2 ;;
         --notebooks=*) only="${1#*=}"; shift ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        --notebook-dir) notebooks_dir="$2"; shift 2 ;;
+        --notebook-dir=*) notebooks_dir="${1#*=}"; shift ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
         *) echo "run_all.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
+if [ -n "$notebooks_dir" ]; then notebooks_dir="$(cd "$notebooks_dir" && pwd)"; else notebooks_dir="$here/notebooks"; fi
 cd "$here"
 source "$here/scripts/bootstrap.sh"
 if [ -n "$output" ]; then
@@ -45,11 +52,15 @@ mkdir -p "$reports"
 echo "== emulsion-dl: profile $name, outputs under $root"
 
 start=$(date +%s)
+# TensorFlow's oneDNN convolutions crash on some CPUs (emulsion_core/onednn_guard.py): a self-test,
+# once per machine (cached), before any kernel imports TensorFlow; where it dies, all run with oneDNN off
+onednn="$(python -m emulsion_core onednn)"
+[ "$onednn" = on ] || export TF_ENABLE_ONEDNN_OPTS=0 EMULSION_ONEDNN_GUARD=off
 python -m emulsion_core prepare --profile "$profile_file"
 
 durations=()
 notebooks=()
-for nb in "$here"/notebooks/[0-9][0-9]_*.ipynb; do
+for nb in "$notebooks_dir"/[0-9][0-9]_*.ipynb; do
     base="$(basename "$nb" .ipynb)"
     if [ -n "$only" ]; then
         wanted=0
@@ -58,8 +69,12 @@ for nb in "$here"/notebooks/[0-9][0-9]_*.ipynb; do
     fi
     echo "== $base"
     t0=$(date +%s)
-    if ! papermill "$nb" "$reports/$base.ipynb" -p profile "$profile_file" -k python3 --cwd "$here/notebooks" \
+    if ! papermill "$nb" "$reports/$base.ipynb" -p profile "$profile_file" -k python3 --cwd "$notebooks_dir" \
             --no-progress-bar --log-level WARNING > "$reports/$base.log" 2>&1; then
+        if grep -q DeadKernelError "$reports/$base.log"; then
+            echo "run_all.sh: the kernel of notebook $base died (a crash in native code; if TensorFlow's, see" \
+                 "emulsion_core/onednn_guard.py and try TF_ENABLE_ONEDNN_OPTS=0)" >&2
+        fi
         echo "run_all.sh: notebook $base failed; its error:" >&2
         python - "$reports/$base.ipynb" <<'PY' >&2 || tail -n 30 "$reports/$base.log" >&2
 import sys, nbformat

@@ -1,21 +1,28 @@
-"""NEWSnet training and inference events/s next to the machine's float32 matrix-multiply FLOP/s.
+"""NEWSnet training and inference events/s next to the machine's float32 matrix-multiply FLOP/s,
+with TensorFlow's oneDNN kernels on and off.
 
 Usage: python benchmarks/bench_newsnet.py [--events 512] [--width-scale 1.0 0.25] [--batch 64]
-For each width it prints FLOPs per event (convolutions and dense layers, forward pass), measured
-events/s, and the achieved FLOP/s as a fraction of the matmul rate (training counted as 3x the
-forward FLOPs: forward + two backward products). First it times one 3x3x3 convolution (forward and
-backward, XLA) as keras.layers.Conv3D and as the depth-folded 2D convolution NEWSnet uses.
+                                          [--onednn both|on|off]
+For each oneDNN setting (a fresh process each: ``TF_ENABLE_ONEDNN_OPTS`` is read when TensorFlow
+starts) and each width it prints FLOPs per event (convolutions and dense layers, forward pass),
+measured events/s, and the achieved FLOP/s as a fraction of the matmul rate (training counted as
+3x the forward FLOPs: forward + two backward products). First it times one 3x3x3 convolution
+(forward and backward, XLA) as keras.layers.Conv3D and as the depth-folded 2D convolution NEWSnet
+uses. A setting whose process crashes (the oneDNN fault of ``emulsion_core/onednn_guard.py``) is
+reported as such.
 """
 import argparse
+import os
+import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
 
-from emulsion_core import models, training
-from emulsion_core.tf_quiet import keras, tf
-
 
 def matmul_flops(n: int = 2048, repeats: int = 10) -> float:
+    from emulsion_core.tf_quiet import tf
     a = tf.random.normal((n, n))
     b = tf.random.normal((n, n))
     tf.matmul(a, b).numpy()
@@ -28,6 +35,8 @@ def matmul_flops(n: int = 2048, repeats: int = 10) -> float:
 
 def convolution_times(shape=(64, 9, 40, 40, 8), filters: int = 16, repeats: int = 3) -> dict:
     """Seconds per forward+backward pass of one 3x3x3 'same' convolution, Conv3D vs depth-folded."""
+    from emulsion_core import models
+    from emulsion_core.tf_quiet import keras, tf
     x = tf.random.normal(shape)
     out = {}
     for name, layer in (("Conv3D", keras.layers.Conv3D(filters, 3, padding="same")),
@@ -50,11 +59,29 @@ def convolution_times(shape=(64, 9, 40, 40, 8), filters: int = 16, repeats: int 
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=512)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--width-scale", type=float, nargs="+", default=[1.0, 0.25])
+    ap.add_argument("--onednn", choices=["both", "on", "off"], default="both",
+                    help="TensorFlow's oneDNN kernels: both (one process each, default), on or off")
     args = ap.parse_args()
+    if args.onednn == "both":
+        for setting in ("on", "off"):
+            print(f"== oneDNN {setting} (TF_ENABLE_ONEDNN_OPTS={int(setting == 'on')})", flush=True)
+            env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": str(int(setting == "on"))}
+            proc = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--onednn", setting], env=env)
+            if proc.returncode < 0:
+                print(f"oneDNN {setting}: the process crashed ({signal.Signals(-proc.returncode).name})", flush=True)
+        return
+    os.environ["TF_ENABLE_ONEDNN_OPTS"] = str(int(args.onednn == "on"))  # before TensorFlow is imported
+    measure(args)
+
+
+def measure(args):
+    """Print the matmul rate, the convolution timing and NEWSnet's rates (this process's oneDNN setting)."""
+    from emulsion_core import models, training
+    from emulsion_core.tf_quiet import keras
     peak = matmul_flops()
     print(f"float32 matmul (TensorFlow, 2048^2): {peak / 1e9:.1f} GFLOP/s")
     conv = convolution_times()

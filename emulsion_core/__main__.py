@@ -1,4 +1,4 @@
-"""Command line: ``python -m emulsion_core {simulate,prepare,info,report,calibrate,predict,convert} ...``
+"""Command line: ``python -m emulsion_core {simulate,prepare,info,report,calibrate,predict,convert,onednn} ...``
 (also ``emulsion-dl``)."""
 
 from __future__ import annotations
@@ -104,6 +104,14 @@ def _convert(args) -> int:
     return 0
 
 
+def _onednn(args) -> int:
+    from . import onednn_guard
+    state = onednn_guard.ensure(retest=args.retest)
+    print(onednn_guard.describe(), file=sys.stderr)
+    print("on" if state.onednn else "off")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="emulsion_core", description="emulsion-dl command line")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -160,6 +168,10 @@ def main(argv=None) -> int:
     cv.add_argument("--frame-width", type=int, default=None, help="camera frame columns, idem")
     cv.add_argument("--frame-height", type=int, default=None, help="camera frame rows, idem")
     cv.set_defaults(func=_convert)
+    o = sub.add_parser("onednn", help="self-test TensorFlow's oneDNN convolutions on this machine (cached); "
+                                      "prints on or off (off: run with TF_ENABLE_ONEDNN_OPTS=0)")
+    o.add_argument("--retest", action="store_true", help="run the self-test again instead of reading its cache")
+    o.set_defaults(func=_onednn)
     args = ap.parse_args(argv)
     from .profiles import ProfileError
     from .io import DataFormatError

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from . import conventional, network_analysis, paths, training
+from . import conventional, network_analysis, paths, scoring, training
 from .plots import angular_distribution, plt
 from .profiles import Profile
 
@@ -85,10 +85,10 @@ def rotation_check(profile: Profile, n_events: int = 300, angles=(45, 90, 135, 1
         table, images, _ = network_analysis.split_data(profile, "test")
         pick = np.flatnonzero(table["sample"] == sample)[:n_events]
         x = preprocessing.preprocess(images[pick], network_analysis.camera_max(profile))
-        scores = [training.signal_probability(model.predict(x, verbose=0))]
+        scores = [scoring.member_log_odds(scoring.class_logits(model, x))]  # the cut's scale
         for a in angles:
-            scores.append(training.signal_probability(model.predict(
-                preprocessing.rotate_events(x, np.full(len(x), float(a))), verbose=0)))
+            scores.append(scoring.member_log_odds(scoring.class_logits(
+                model, preprocessing.rotate_events(x, np.full(len(x), float(a))))))
         s = np.array(scores)
         flips = (s > cut).any(axis=0) & ~(s > cut).all(axis=0)
         rows.append({"sample": sample, "events": len(pick), "mean score": s.mean(),

@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from . import conventional, dataset, metrics, paths, provenance, search, selection, training
+from . import conventional, dataset, metrics, paths, provenance, scoring, search, selection, training
 from .models import CLASSES, PAPER_PARAMETERS, keras
 from .profiles import Profile
 
@@ -116,51 +116,75 @@ def train_final(profile: Profile, params: dict, verbose: int = 0):
 
 
 def score(profile: Profile, members: list, splits=("validation", "test")) -> tuple[pd.DataFrame, np.ndarray]:
-    """Ensemble scores of the clean events of ``splits``: the table (with ``score`` = mean summed
-    carbon probability over members, ``score_std``, ``predicted`` class) and the member
-    probabilities (M, N, 3); both saved in ``results/<profile>/newsnet/``."""
+    """Ensemble scores of the clean events of ``splits``.
+
+    Returns the table (``score``: the log-odds of carbon against fog of the members' mean
+    probabilities, ``scoring.ensemble_log_odds``; ``score_std``: the members' spread of their own
+    log-odds; ``p_signal``: the ensemble's summed carbon probability, for display; ``predicted``:
+    the most probable class) and the members' logits (M, N, 3) float64; both are saved in
+    ``results/<profile>/newsnet/`` (``scores.csv``, ``member_logits.npy``)."""
     models = [training.load_member(p) for p in members]
-    tables, probs = [], []
+    tables, logits = [], []
     for split in splits:
         rows, images, _ = split_data(profile, split)
-        p = training.predict(models, images, profile.network["batch_size"], camera_max(profile))
+        logits.append(scoring.predict_logits(models, images, profile.network["batch_size"], camera_max(profile)))
         tables.append(rows)
-        probs.append(p)
     table = pd.concat(tables, ignore_index=True)
-    probs = np.concatenate(probs, axis=1)
-    s = training.signal_probability(probs)
-    table["score"], table["score_std"] = s.mean(axis=0), s.std(axis=0)
-    table["predicted"] = np.asarray(CLASSES)[probs.mean(axis=0).argmax(axis=1)]
-    table[["file", "event_id", "sample", "split", "score", "score_std", "predicted"]].to_csv(
+    logits = np.concatenate(logits, axis=1)
+    table["score"] = scoring.ensemble_log_odds(logits)
+    table["score_std"] = scoring.member_log_odds(logits).std(axis=0)
+    table["p_signal"] = scoring.signal_probability(table["score"])
+    table["predicted"] = np.asarray(CLASSES)[np.exp(scoring.log_probabilities(logits)).mean(axis=0).argmax(axis=1)]
+    table[["file", "event_id", "sample", "split", "score", "score_std", "p_signal", "predicted"]].to_csv(
         workdir(profile) / "scores.csv", index=False)
-    np.save(workdir(profile) / "member_probabilities.npy", probs)
-    return table, probs
+    np.save(workdir(profile) / "member_logits.npy", logits)
+    return table, logits
 
 
-def table1_rows(table: pd.DataFrame, probs: np.ndarray) -> tuple[pd.DataFrame, tuple]:
-    """NEWSnet rows of Table 1 at the cut on the ensemble-mean score that keeps 30 % of C100keV
-    validation events, with the binomial interval and ``ensemble_spread`` (standard deviation
-    of the same quantity over the members, each with its own 30 % cut). Returns (rows, cut)."""
+def table1_rows(table: pd.DataFrame, logits: np.ndarray) -> tuple[pd.DataFrame, tuple]:
+    """NEWSnet rows of Table 1 as the paper makes them: one cut, set on the ensemble-mean
+    ``score`` to keep 30 % of C100keV validation events, applied to the ensemble and to every
+    member alike.
+
+    table : events with ``sample``, ``split`` and the ensemble ``score`` (log-odds);
+    logits : (M, N, 3) the members' logits for the same events.
+    Returns (rows, cut): rows as ``conventional.table1_rows`` (the ensemble's value with its 68 %
+    binomial interval) plus ``member_mean`` and ``ensemble_spread`` (mean and standard deviation,
+    ddof 1, of the members' values at the same cut) and ``member_ci95`` (the paper's band,
+    t(0.975, M - 1) x spread / sqrt(M)); cut = (value, low, high) in log-odds."""
+    from scipy import stats
     cut = conventional.reference_threshold(table, "score")
     rows = conventional.table1_rows(table, "newsnet", "score", cut[0])
-    members = training.signal_probability(probs)
-    spread = []
-    for m in members:
-        t = table.assign(score=m)
-        tm = conventional.reference_threshold(t, "score")[0]
-        spread.append(conventional.table1_rows(t, "newsnet", "score", tm)["value"].to_numpy())
-    rows["ensemble_spread"] = np.std(spread, axis=0) if len(spread) > 1 else np.nan
+    values = np.array([conventional.table1_rows(table.assign(score=m), "newsnet", "score", cut[0])["value"].to_numpy()
+                       for m in scoring.member_log_odds(logits)])
+    m = len(values)
+    rows["member_mean"] = values.mean(axis=0)
+    rows["ensemble_spread"] = values.std(axis=0, ddof=1) if m > 1 else np.nan
+    rows["member_ci95"] = stats.t.ppf(0.975, m - 1) * rows["ensemble_spread"] / np.sqrt(m) if m > 1 else np.nan
     return rows, cut
 
 
-def efficiency_band(table: pd.DataFrame, probs: np.ndarray, signal: str, split: str = "validation",
+def format_table1_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """NEWSnet's Table 1 rows as text: the ensemble's value with its 68 % binomial interval, and
+    the members' mean +- standard deviation at the same cut (the paper's mean +- spread)."""
+    out = rows[["sample", "split"]].copy()
+    out["ensemble (68 % binomial)"] = [metrics.format_value(v, lo, hi) for v, lo, hi in
+                                       zip(rows["value"], rows["err_low"], rows["err_high"])]
+    out["members: mean ± spread"] = [metrics.format_value(v, s) if np.isfinite(s) else f"{v:.3g}"
+                                      for v, s in zip(rows["member_mean"], rows["ensemble_spread"])]
+    out["passed / total"] = [f"{k} / {n}" for k, n in zip(rows["passed"], rows["total"])]
+    return out.set_index(["sample", "split"])
+
+
+def efficiency_band(table: pd.DataFrame, logits: np.ndarray, signal: str, split: str = "validation",
                     grid=np.linspace(0.01, 1.0, 100)):
-    """Fog fraction passing at each signal efficiency of ``grid`` for every ensemble member:
-    (grid, (M, G) background fractions) for paper Figure 4."""
+    """Fog fraction passing at each signal efficiency of ``grid`` for every ensemble member
+    (their own log-odds from ``logits`` (M, N, 3)): (grid, (M, G) background fractions) for
+    paper Figure 4."""
     sel_s = ((table["sample"] == signal) & (table["split"] == split)).to_numpy()
     sel_b = ((table["sample"] == "fog") & (table["split"] == split)).to_numpy()
     out = []
-    for m in training.signal_probability(probs):
+    for m in scoring.member_log_odds(logits):
         sig, bkg = np.sort(m[sel_s]), np.sort(m[sel_b])
         thr = np.quantile(sig, 1.0 - grid)
         out.append(1.0 - np.searchsorted(bkg, thr, side="right") / len(bkg))
@@ -200,7 +224,8 @@ def reduction_at_reference(table: pd.DataFrame, column: str = "score") -> dict:
 def compare_architectures(profile: Profile, params: dict, newsnet_table: pd.DataFrame, newsnet_model,
                           n_timing: int = 256) -> pd.DataFrame:
     """Architecture table: NEWSnet (the trained ensemble's last member) against the compact nets,
-    each compact net trained like NEWSnet (same epochs, loss and optimiser settings).
+    each compact net trained like NEWSnet (same epochs, loss and optimiser settings, batch
+    normalisation re-estimated after the fit) and scored by the same log-odds.
 
     Columns: trainable parameters, FLOPs per event, training and inference events/s (this
     machine), validation AUC (carbon vs fog) and fog reduction factor at 30 % C100keV."""
@@ -215,11 +240,11 @@ def compare_architectures(profile: Profile, params: dict, newsnet_table: pd.Data
         keras.utils.set_random_seed(profile.seed)
         model = training.compile_model(ARCHITECTURES[name](), params,
                                        training.use_xla(profile.training["epochs"] * len(x_train)))
-        model.fit(training.EventSequence(x_train, y_train, profile.network["batch_size"], shuffle=True, augment=True,
-                                         seed=profile.seed, camera_max=scale), epochs=profile.training["epochs"], verbose=0,
-                  callbacks=[training.schedule_callback(params, profile.training["epochs"])])
-        p = model.predict(training.EventSequence(x_val, None, profile.network["batch_size"], camera_max=scale), verbose=0)
-        entries.append((name, model, val_rows.assign(score=training.signal_probability(p))))
+        training.fit_in_memory(model, params, x_train, y_train, profile.training["epochs"],
+                               profile.network["batch_size"], profile.seed, camera_max=scale)
+        z = scoring.class_logits(model, training.EventSequence(x_val, None, profile.network["batch_size"],
+                                                               camera_max=scale))
+        entries.append((name, model, val_rows.assign(score=scoring.member_log_odds(z))))
     for name, model, table in entries:
         rate = throughput(model, timing, profile.network["batch_size"], scale)
         red = reduction_at_reference(table)

@@ -201,13 +201,17 @@ def efficiency_band_plot(ax, grid, fractions: np.ndarray, label: str, colour=Non
     return _efficiency_axes(ax)
 
 
-def class_histograms(ax, table: pd.DataFrame, column: str = "score", bins=np.linspace(0, 1, 51)):
-    """Network output per true class (log y)."""
+def class_histograms(ax, table: pd.DataFrame, column: str = "score", bins=None):
+    """Network output per true class (log y): ``score``, the log-odds of carbon against fog
+    (``scoring``); 60 bins over its range unless ``bins`` is given."""
+    if bins is None:
+        finite = table[column][np.isfinite(table[column])]
+        bins = np.linspace(finite.min(), finite.max(), 61) if len(finite) and finite.max() > finite.min() else 60
     for sample, group in table.groupby("sample", sort=False, observed=True):
         ax.hist(group[column], bins=bins, histtype="step", density=True, lw=1.3, color=SAMPLE_COLOURS.get(sample),
                 label=f"{sample} (N = {len(group)})")
     ax.set_yscale("log")
-    ax.set_xlabel("summed carbon probability p(C30keV) + p(C100keV)")
+    ax.set_xlabel("log-odds ln[(p(C30keV) + p(C100keV)) / p(fog)]")
     ax.set_ylabel("probability density")
     ax.legend()
     return ax

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from . import paths
+from . import onednn_guard, paths
 from .profiles import Profile
 
 PACKAGES = ("emulsion-dl", "numpy", "scipy", "pandas", "h5py", "matplotlib", "scikit-learn",
@@ -57,6 +57,7 @@ def write_index(profile: Profile, notebooks: list, durations: dict | None = None
 <table><tr><td>profile</td><td>{esc(profile.name)} ({esc(profile.path)})</td></tr>
 <tr><td>seed</td><td>{profile.seed}</td></tr><tr><td>dataset</td><td>{esc(profile.dataset)}</td></tr>
 <tr><td>git commit</td><td>{esc(git_commit())}</td></tr>
+<tr><td>TensorFlow</td><td>{esc(onednn_guard.describe())}</td></tr>
 <tr><td>written</td><td>{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}</td></tr></table>
 <h2>Notebooks</h2><table><tr><th>report</th><th>executed</th><th>run time (s)</th></tr>{rows}</table>
 <h2>Figures</h2><ul>{figs}</ul>

@@ -78,28 +78,30 @@ def best(history: pd.DataFrame) -> dict:
 def cross_validated_auc(params: dict, images: np.ndarray, labels: np.ndarray, folds: int, epochs: int,
                         width_scale: float, batch_size: int, seed: int, camera_max: float) -> float:
     """Mean binary ROC AUC (carbon vs fog) over stratified ``folds``-fold cross-validation;
-    camera_max : the range of ``images`` (ADU)."""
+    camera_max : the range of ``images`` (ADU).
+
+    Each fold's network is trained with ``training.fit_in_memory`` (which re-estimates its
+    batch-normalisation statistics on the fold's training events) and scored with the
+    log-odds of carbon against fog (``scoring``)."""
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold
 
+    from . import scoring
     from .models import keras
-    from .training import EventSequence, build, schedule_callback, signal_probability
+    from .training import EventSequence, build, fit_in_memory
 
     aucs = []
     for k, (tr, va) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=seed).split(labels, labels)):
         keras.utils.set_random_seed(seed + k)
-        model = build(params, width_scale)
-        model.fit(EventSequence(images[tr], labels[tr], batch_size, shuffle=True, augment=True, seed=seed + k,
-                                camera_max=camera_max),
-                  epochs=epochs, verbose=0, callbacks=[schedule_callback(params, epochs)])
-        p = model.predict(EventSequence(images[va], None, batch_size, camera_max=camera_max), verbose=0)
-        score = signal_probability(p)
+        model = fit_in_memory(build(params, width_scale), params, images[tr], labels[tr], epochs, batch_size, seed + k,
+                              camera_max=camera_max)
+        score = scoring.member_log_odds(scoring.class_logits(
+            model, EventSequence(images[va], None, batch_size, camera_max=camera_max)))
+        keras.backend.clear_session()
         if not np.all(np.isfinite(score)):
             return 0.5  # a diverged fit: no separation
         aucs.append(roc_auc_score(labels[va] != 2, score))
-        keras.backend.clear_session()
     return float(np.mean(aucs))
-
 
 
 def result(history: pd.DataFrame, n_initial_points: int, seed: int):

@@ -1,12 +1,19 @@
 """Import TensorFlow and Keras without the C++ start-up lines on stderr (oneDNN notices, absl
 warnings), which clutter notebooks and reports; ``TF_CPP_MIN_LOG_LEVEL`` alone does not silence
-them in TF 2.21 (ecosystem.md 2.4). Everything else TensorFlow logs later is kept."""
+them in TF 2.21 (ecosystem.md 2.4). Everything else TensorFlow logs later is kept.
+
+Every module of the package imports TensorFlow through here, so ``onednn_guard.ensure`` runs
+first: it can still switch oneDNN off (``TF_ENABLE_ONEDNN_OPTS=0``) on a machine where oneDNN's
+convolutions crash."""
 
 from __future__ import annotations
 
 import os
 
+from . import onednn_guard
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+onednn_guard.ensure()  # before TensorFlow is imported: oneDNN off on a machine where its self-test dies
 
 
 def _import_quietly():

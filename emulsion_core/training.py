@@ -4,8 +4,14 @@ learning rate, a checkpoint every epoch, resumption, and the snapshot ensemble o
 ``ScanSequence`` streams the training split from the scan files window by window (only a few
 blocks in memory); ``EventSequence`` serves events already in memory as uint8 (12.8 kB per
 event). Each batch is preprocessed to float32 on the fly (``preprocessing``), with a random
-rotation per event for training batches. The preprocessing has no statistics fitted
-to data (each image's own median is subtracted), so nothing can leak from validation or test.
+symmetry of the pixel grid per event for training batches (pixel statistics unchanged). The
+preprocessing has no statistics fitted to data (each image's own median is subtracted), so
+nothing can leak from validation or test.
+
+Training batches all have the same shape (``full_batches``: a last, partial batch is filled up
+with events from the start of the epoch or window): TensorFlow 2.21's oneDNN convolution
+backward pass has crashed (a double free, on Intel CPUs with AMX) when the batch shape changed
+during a fit with channel counts that are not multiples of 8 (``onednn_guard``).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import preprocessing
+from . import batchnorm, onednn_guard, preprocessing
 from .models import CLASSES, CombinedLoss, keras, newsnet
 
 SIGNAL_CLASSES = (0, 1)  # C30keV, C100keV
@@ -25,19 +31,24 @@ SIGNAL_CLASSES = (0, 1)  # C30keV, C100keV
 class EventSequence(keras.utils.PyDataset):
     """Keras dataset over in-memory events: (N, 8, H, W) camera counts and class labels.
 
-    Batches are preprocessed on the fly; ``augment`` adds one random rotation per event.
-    Shuffling and rotations are drawn from (seed, epoch, batch), so a resumed or repeated
-    training sees the same batches. camera_max : the range (ADU) of the files the images come
-    from (``dataset.camera_max``, or the file's attribute), required: it is never assumed.
+    Batches are preprocessed on the fly; ``augment`` adds one random grid symmetry per event.
+    Shuffling and symmetries are drawn from (seed, epoch, batch), so a resumed or repeated
+    training sees the same batches. ``full_batches`` (default: ``shuffle``, i.e. for training)
+    fills a last, partial batch up with the first events of the epoch's order, so every batch
+    has ``batch_size`` events; sequences for evaluation serve each event exactly once.
+    camera_max : the range (ADU) of the files the images come from (``dataset.camera_max``, or
+    the file's attribute), required: it is never assumed.
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray | None, batch_size: int, shuffle: bool = False,
-                 augment: bool = False, seed: int = 0, camera_max: float | None = None, **kw):
+                 augment: bool = False, seed: int = 0, camera_max: float | None = None, full_batches: bool | None = None,
+                 **kw):
         if camera_max is None:
             raise TypeError("EventSequence needs camera_max, the range of the scan files the images come from")
         super().__init__(**kw)
         self.images, self.labels = images, labels
         self.batch_size, self.shuffle, self.augment, self.seed = int(batch_size), shuffle, augment, int(seed)
+        self.full_batches = bool(shuffle if full_batches is None else full_batches)
         self.camera_max = camera_max
         self.epoch = 0
         self._order()
@@ -51,10 +62,11 @@ class EventSequence(keras.utils.PyDataset):
         return math.ceil(len(self.images) / self.batch_size)
 
     def __getitem__(self, idx):
-        sel = np.sort(self.order[idx * self.batch_size:(idx + 1) * self.batch_size])
+        sel = np.sort(_filled(self.order[idx * self.batch_size:(idx + 1) * self.batch_size], self.order,
+                              self.batch_size if self.full_batches else 0))
         x = preprocessing.preprocess(self.images[sel], self.camera_max)
         if self.augment:
-            x = preprocessing.random_rotation(x, np.random.default_rng([self.seed, self.epoch, idx]))
+            x = preprocessing.random_symmetry(x, np.random.default_rng([self.seed, self.epoch, idx]))
         if self.labels is None:
             return (x,)
         return x, keras.utils.to_categorical(self.labels[sel], len(CLASSES))
@@ -64,9 +76,24 @@ class EventSequence(keras.utils.PyDataset):
         self._order()
 
 
+def _filled(sel: np.ndarray, pool: np.ndarray, size: int) -> np.ndarray:
+    """``sel`` filled up to ``size`` entries with the first entries of ``pool`` (cyclically)."""
+    if len(sel) >= size:
+        return sel
+    return np.concatenate([sel, np.resize(pool, size - len(sel))])
+
+
+CHANNEL_MULTIPLE = 8  # scaled widths are rounded up to a multiple of this (oneDNN fault, ``onednn_guard``)
+
+
 def scaled_widths(params: dict, width_scale: float) -> dict:
-    """Network parameters with every filter width multiplied by ``width_scale`` (at least 4)."""
-    w = lambda f: max(4, int(round(f * width_scale)))  # noqa: E731
+    """Network parameters with every filter width multiplied by ``width_scale`` and rounded up to
+    a multiple of 8 (at least 8): widths like 5, 7 or 12 trigger a oneDNN crash on Intel AMX CPUs
+    (``onednn_guard``), and vector units work in blocks of 8 or 16 channels anyway. At the
+    paper's widths (32, 64; 64, 128) any scale >= 1/8 gives multiples of 8 unchanged except
+    the first stem width at 1/8 (4 -> 8)."""
+    m = CHANNEL_MULTIPLE
+    w = lambda f: max(m, m * math.ceil(f * width_scale / m - 1e-9))  # noqa: E731
     return {**params, "filters_1": w(params["filters_1"]), "filters_2": w(params["filters_2"]),
             "stem_filters": (w(32), w(64))}
 
@@ -84,6 +111,7 @@ def compile_model(model, params: dict, jit_compile: bool = False) -> "keras.Mode
 
     ``jit_compile`` (XLA) trains NEWSnet ~1.3x faster on CPUs but costs ~15 s more per new model:
     worth it for long fits (more than a few thousand events), not for the search's short folds."""
+    onednn_guard.require_safe()  # before the first network is trained: oneDNN must not be on where it crashes
     beta_1 = 1.0 - 1.0 / float(params["beta_1_inv"])  # [P21]: beta searched as 1 / (1 - beta)
     beta_2 = 1.0 - 1.0 / float(params["beta_2_inv"])
     model.compile(optimizer=keras.optimizers.Adam(float(params["learning_rate"]), beta_1=beta_1, beta_2=beta_2),
@@ -126,10 +154,27 @@ def schedule_callback(params: dict, epochs: int):
     return ExponentialDecay(params["learning_rate"], params["decay_rate"], epochs)
 
 
+def fit_in_memory(model, params: dict, images: np.ndarray, labels: np.ndarray, epochs: int, batch_size: int,
+                  seed: int = 0, verbose: int = 0, camera_max: float | None = None) -> "keras.Model":
+    """Train a compiled ``model`` on in-memory events (shuffled, augmented, full batches) with the
+    learning-rate schedule of ``params``, then re-estimate its batch-normalisation statistics on
+    the training events (``batchnorm.recalibrate``), as every network that is evaluated needs.
+
+    images : (N, 8, H, W) camera counts of range ``camera_max`` (ADU); labels : (N,) class
+    indices. Returns ``model``."""
+    model.fit(EventSequence(images, labels, batch_size, shuffle=True, augment=True, seed=seed, camera_max=camera_max),
+              epochs=epochs, verbose=verbose, callbacks=[schedule_callback(params, epochs)])
+    batchnorm.recalibrate(model, batchnorm.sequence_batches(
+        EventSequence(images, None, batch_size, shuffle=True, seed=seed + 1, full_batches=True, camera_max=camera_max)))
+    return model
+
+
 def fit(params: dict, train: EventSequence, validation: EventSequence | None, epochs: int, workdir,
         width_scale: float = 1.0, ensemble: int = 0, verbose: int = 0):
     """Train, writing ``epoch_NNN.keras`` after every epoch into ``workdir``; an interrupted fit
     resumes from ``workdir/backup`` (BackupAndRestore); a finished one is loaded, not redone.
+    At every epoch's end the batch-normalisation statistics are re-estimated on training batches
+    (``batchnorm.Recalibration``) before ``val_loss`` is computed and the epoch saved.
     Returns (model, history DataFrame, ensemble member paths: the last ``ensemble`` epochs)."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -140,6 +185,7 @@ def fit(params: dict, train: EventSequence, validation: EventSequence | None, ep
     model = build(params, width_scale, jit_compile=use_xla(epochs * len(train) * train.batch_size))
     callbacks = [
         schedule_callback(params, epochs),
+        batchnorm.Recalibration(train, validation),  # before the callbacks that save or log the epoch
         keras.callbacks.ModelCheckpoint(str(workdir / "epoch_{epoch:03d}.keras")),
         keras.callbacks.BackupAndRestore(str(workdir / "backup")),
         keras.callbacks.CSVLogger(str(workdir / "history.csv"), append=True),
@@ -150,7 +196,7 @@ def fit(params: dict, train: EventSequence, validation: EventSequence | None, ep
         import json
         for _ in range(int(json.loads(meta.read_text()).get("epoch", 0))):
             train.on_epoch_end()
-    model.fit(train, validation_data=validation, epochs=epochs, callbacks=callbacks, verbose=verbose)
+    model.fit(train, epochs=epochs, callbacks=callbacks, verbose=verbose)
     return model, _history(workdir), members
 
 
@@ -174,7 +220,8 @@ def predict(models: list, images: np.ndarray, batch_size: int = 256, camera_max:
 
 
 def signal_probability(probabilities: np.ndarray) -> np.ndarray:
-    """Summed carbon probability p(C30keV) + p(C100keV)."""
+    """Summed carbon probability p(C30keV) + p(C100keV). In float32 it rounds to 1 once p(fog)
+    < ~3e-8: rank and cut on ``scoring``'s log-odds instead."""
     return probabilities[..., list(SIGNAL_CLASSES)].sum(axis=-1)
 
 
@@ -189,14 +236,18 @@ class ScanSequence(keras.utils.PyDataset):
     stay sequential. Only one window is in memory. Deterministic from (seed, epoch).
     Polarisation order and camera range come from each file's attributes
     (:func:`preprocessing.standard_counts`; files of a smaller range are rescaled to the largest).
+    ``full_batches`` (default: ``shuffle``) fills each window's last, partial batch up with the
+    first events of that window, so every batch has ``batch_size`` events.
     """
 
     def __init__(self, folder, events: pd.DataFrame, batch_size: int, shuffle: bool = True, augment: bool = False,
-                 seed: int = 0, block_events: int = 1024, window_blocks: int = 8, **kw):
+                 seed: int = 0, block_events: int = 1024, window_blocks: int = 8, full_batches: bool | None = None,
+                 **kw):
         from . import io
         super().__init__(**kw)
         self.folder = Path(folder)
         self.batch_size, self.shuffle, self.augment, self.seed = int(batch_size), shuffle, augment, int(seed)
+        self.full_batches = bool(shuffle if full_batches is None else full_batches)
         self.block_events, self.window_blocks = block_events, window_blocks
         self.files, self.attrs = {}, {}
         for name, group in events.groupby("file", sort=True):
@@ -269,10 +320,12 @@ class ScanSequence(keras.utils.PyDataset):
     def __getitem__(self, idx):
         w, b = self.batches[idx]
         images, labels = self._window(w)
-        sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
+        n = len(labels)
+        sl = _filled(np.arange(b * self.batch_size, min((b + 1) * self.batch_size, n)), np.arange(n),
+                     self.batch_size if self.full_batches else 0)
         x = preprocessing.preprocess(images[sl], self.camera_max)
         if self.augment:
-            x = preprocessing.random_rotation(x, np.random.default_rng([self.seed, self.epoch, idx]))
+            x = preprocessing.random_symmetry(x, np.random.default_rng([self.seed, self.epoch, idx]))
         return x, keras.utils.to_categorical(labels[sl], len(CLASSES))
 
     def on_epoch_end(self):

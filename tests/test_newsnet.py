@@ -34,16 +34,15 @@ def test_rotation_by_90_degrees_is_exact_and_shared_by_all_nine_images(rng):
     np.testing.assert_allclose(rot, expected, atol=1e-5)
 
 
-def test_random_rotation_keeps_correlations_across_the_nine_images(rng):
-    base = rng.random((6, 1, 40, 40, 1)).astype(np.float32)
+def test_random_symmetry_keeps_correlations_across_the_nine_images(rng):
+    base = rng.random((16, 1, 40, 40, 1)).astype(np.float32)
     gains = np.linspace(0.5, 2.0, 9).astype(np.float32)[None, :, None, None, None]
     x = base * gains  # the 9 images are the same picture with different brightness
-    rot = preprocessing.random_rotation(x, np.random.default_rng(1))
-    ratio = rot / np.where(rot[:, :1] == 0, 1, rot[:, :1])
-    mask = np.broadcast_to(np.abs(rot[:, :1]) > 1e-3, ratio.shape)
-    np.testing.assert_allclose(ratio[mask], np.broadcast_to(gains / gains[:, :1], ratio.shape)[mask], rtol=1e-4)
-    # and different events got different angles
-    assert not np.allclose(rot[0, 0], preprocessing.rotate_events(x[:1], [0.0])[0, 0])
+    out = preprocessing.random_symmetry(x, np.random.default_rng(1))
+    np.testing.assert_allclose(out / out[:, :1], np.broadcast_to(gains / gains[:, :1], out.shape), rtol=1e-6)
+    # and different events got different symmetries
+    same = [np.array_equal(out[i, 0], x[i, 0]) for i in range(16)]
+    assert 0 < sum(same) < 16
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +109,7 @@ def test_scan_sequence_streams_every_wanted_event_once_with_mixed_classes(tmp_pa
         ids = io.read_events(path)["event_id"].to_numpy()[::2]  # every other event
         wanted.append(pd.DataFrame({"file": path.name, "event_id": ids, "label": label}))
     table = pd.concat(wanted, ignore_index=True)
-    seq = ScanSequence(tmp_path, table, batch_size=32, block_events=64, window_blocks=4, seed=1)
+    seq = ScanSequence(tmp_path, table, batch_size=32, block_events=64, window_blocks=4, seed=1, full_batches=False)
     seen = [seq[i] for i in range(len(seq))]
     y = np.concatenate([b[1] for b in seen]).argmax(axis=1)
     assert len(y) == len(table) and np.bincount(y).tolist() == [150, 150, 150]
@@ -122,6 +121,31 @@ def test_scan_sequence_streams_every_wanted_event_once_with_mixed_classes(tmp_pa
     seq.on_epoch_end()
     y2 = np.concatenate([seq[i][1] for i in range(len(seq))]).argmax(axis=1)
     assert sorted(y2) == sorted(first_epoch) and not np.array_equal(y2, first_epoch)
+
+
+def test_training_batches_all_have_the_batch_size(tmp_path):
+    """Training sequences fill a last, partial batch up (oneDNN crashed when the batch shape
+    changed); every event is still served, and evaluation sequences serve each event once."""
+    import pandas as pd
+    from emulsion_core import io
+    from emulsion_core.simulate import simulate_scan
+    from emulsion_core.training import EventSequence, ScanSequence
+    images = np.zeros((70, 8, 40, 40), np.uint8)
+    images[:, 0, 0, 0] = np.arange(70)  # the event index, readable after preprocessing
+    train = EventSequence(images, np.arange(70) % 3, 32, shuffle=True, augment=False, seed=1, camera_max=255)
+    batches = [train[i][0] for i in range(len(train))]
+    assert [len(b) for b in batches] == [32, 32, 32]
+    ids = np.round(np.concatenate(batches)[:, 0].max(axis=(1, 2, 3)) * 255).astype(int)
+    assert set(ids) == set(range(70))
+    evaluation = EventSequence(images, None, 32, camera_max=255)
+    assert [len(evaluation[i][0]) for i in range(len(evaluation))] == [32, 32, 6]
+    wanted = []
+    for label, sample in enumerate(("C30keV", "fog")):
+        path = simulate_scan(tmp_path / f"{sample}_rot0.h5", sample, "rot0", 100, seed=label)
+        wanted.append(pd.DataFrame({"file": path.name, "event_id": io.read_events(path)["event_id"], "label": label}))
+    seq = ScanSequence(tmp_path, pd.concat(wanted, ignore_index=True), batch_size=32, block_events=64, window_blocks=2)
+    assert {len(seq[i][0]) for i in range(len(seq))} == {32}
+    assert sum(len(seq[i][0]) for i in range(len(seq))) >= 200
 
 
 def test_scan_sequence_windows_hold_every_class_in_its_overall_proportion(tmp_path):
@@ -204,9 +228,12 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, models):
     full, _ = run(tmp_path / "full")
     resumed, history = run(tmp_path / "resumed", stop_after=2)
     assert list(history["epoch"]) == [0, 1, 2]
-    for a, b in zip(full.get_weights(), resumed.get_weights()):
-        # equal up to float round-off (oneDNN reduction order); a restart from scratch differs by O(1)
-        np.testing.assert_allclose(a, b, rtol=0, atol=2e-3)
+    for v, a, b in zip(full.weights, full.get_weights(), resumed.get_weights()):
+        # equal up to float round-off (oneDNN reduction order); a restart from scratch differs by O(1).
+        # Moving statistics are re-estimated from the weights at every epoch's end, so they carry
+        # the weights' round-off amplified through the layers: compared to their own scale.
+        atol = max(2e-3, 0.03 * np.abs(a).max()) if "moving_" in v.path else 2e-3
+        np.testing.assert_allclose(a, b, rtol=0, atol=atol, err_msg=v.path)
     # a finished fit is loaded, not trained again: same weights, no new epoch in its history
     again, history = run(tmp_path / "full")
     assert list(history["epoch"]) == [0, 1, 2]

@@ -1,0 +1,84 @@
+"""Network outputs as a numerically safe score: the log-odds of carbon against the background,
+
+    score = ln[p(C30keV) + p(C100keV)] - ln p(fog),
+
+computed in float64 from the logits of the class layer (log-softmax), never from float32
+probabilities. The paper cuts on the summed probability p(C30keV) + p(C100keV) (0.9975);
+in float32 that sum rounds to exactly 1 once p(fog) < ~3e-8, so events a paper-like cut must
+separate tie. The log-odds is a strictly increasing function of the summed probability
+(p = 1 / (1 + exp(-score))), so a cut on it selects the same events wherever the float32
+probability still resolves them, and keeps resolving them beyond.
+
+An ensemble's score is the log-odds of its mean probabilities (the paper's ensemble mean),
+``ensemble_log_odds``; ``member_log_odds`` gives every member's own.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import logsumexp
+
+from .models import CLASSES
+
+OUTPUT_LAYER = "class_probabilities"  # the dense softmax layer every network of ``models`` ends with
+SIGNAL_CLASSES = (CLASSES.index("C30keV"), CLASSES.index("C100keV"))
+
+
+def class_logits(model, x, batch_size: int = 256) -> np.ndarray:
+    """Logits of the class layer, (N, C) float64.
+
+    model : a network ending in a dense softmax layer named ``class_probabilities``;
+    x : preprocessed inputs (N, 9, H, W, 1) float32 or a Keras ``PyDataset`` of them.
+    The features entering the class layer are computed by the network (float32); the last
+    matrix product is done in float64.
+    """
+    from .models import keras
+    layer = model.get_layer(OUTPUT_LAYER)
+    features = keras.Model(_inputs(model), layer.input).predict(x, batch_size=batch_size, verbose=0)
+    kernel, bias = layer.get_weights()
+    return np.asarray(features, np.float64) @ kernel.astype(np.float64) + bias.astype(np.float64)
+
+
+def _inputs(model):
+    """The model's input tensor (a list only for a model with several inputs)."""
+    return model.inputs if len(model.inputs) > 1 else model.inputs[0]
+
+
+def predict_logits(models: list, images: np.ndarray, batch_size: int = 256, camera_max: float | None = None) -> np.ndarray:
+    """Logits of every ensemble member for raw events, (M, N, C) float64.
+
+    images : (N, 8, H, W) camera counts (preprocessed here, without augmentation)."""
+    from .training import EventSequence
+    seq = EventSequence(images, None, batch_size, camera_max=camera_max)
+    return np.stack([class_logits(m, seq) for m in models])
+
+
+def log_probabilities(logits: np.ndarray) -> np.ndarray:
+    """ln p of every class, (..., C) float64 (log-softmax over the last axis)."""
+    z = np.asarray(logits, np.float64)
+    return z - logsumexp(z, axis=-1, keepdims=True)
+
+
+def _log_odds(log_p: np.ndarray) -> np.ndarray:
+    signal = list(SIGNAL_CLASSES)
+    background = [i for i in range(log_p.shape[-1]) if i not in SIGNAL_CLASSES]
+    return logsumexp(log_p[..., signal], axis=-1) - logsumexp(log_p[..., background], axis=-1)
+
+
+def member_log_odds(logits: np.ndarray) -> np.ndarray:
+    """Each member's score ln[p(C30) + p(C100)] - ln p(background), (M, N) float64 from (M, N, C)."""
+    return _log_odds(log_probabilities(logits))
+
+
+def ensemble_log_odds(logits: np.ndarray) -> np.ndarray:
+    """The ensemble's score: log-odds of the members' mean probabilities, (N,) float64 from
+    (M, N, C) logits (the mean is taken in log space, so nothing rounds)."""
+    log_p = log_probabilities(logits)
+    mean_log_p = logsumexp(log_p, axis=0) - np.log(log_p.shape[0])
+    return _log_odds(mean_log_p)
+
+
+def signal_probability(score) -> np.ndarray:
+    """The summed carbon probability p(C30keV) + p(C100keV) of a log-odds ``score`` (float64;
+    for display next to the paper's 0.9975, not for cuts)."""
+    return 1.0 / (1.0 + np.exp(-np.asarray(score, np.float64)))
