@@ -191,7 +191,7 @@ def test_scores_do_not_tie_where_the_fog_probability_is_tiny(keras, rng):
                                                       np.array([0.0, 0.0, -21.0], np.float32)])
     images = rng.integers(20, 40, (200, 8, 40, 40), dtype=np.uint8)
     images[:, :, 10:30, 10:30] += rng.integers(0, 5, (200, 1, 1, 1), dtype=np.uint8)
-    probs = training.predict([net], images)
+    probs = training.predict([net], images, camera_max=255)
     p_fog = probs[0, :, 2]
     assert np.all(p_fog < 1e-8)
     assert len(np.unique(training.signal_probability(probs)[0])) == 1  # float32: every event ties at 1.0
