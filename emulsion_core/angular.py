@@ -71,25 +71,24 @@ def direction_tests(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["sample", "test"])
 
 
-def rotation_check(profile: Profile, n_events: int = 300, angles=(45, 90, 135, 180, 225, 270, 315)) -> pd.DataFrame:
-    """Score spread of test events under image rotations (the last ensemble member).
+def rotation_check(profile: Profile, n_events: int = 300) -> pd.DataFrame:
+    """Score spread of test events under the 7 other symmetries of the pixel grid (rotations by
+    90, 180 and 270 degrees, and the 4 mirrors: the augmentation of training, exact, no
+    interpolation), with the last ensemble member.
 
-    Returns per sample: events, mean score, mean and maximum standard deviation of each event's
-    score over the original and rotated images, and the fraction whose selection flips."""
+    Returns per sample: events, mean score (log-odds), mean and maximum standard deviation of
+    each event's score over the 8 orientations, and the fraction whose selection flips."""
     from . import preprocessing
     members = sorted((network_analysis.workdir(profile) / "final").glob("epoch_*.keras"))
     model = training.load_member(members[-1])
     cut = json.loads((paths.results_dir(profile.name) / "newsnet_threshold.json").read_text())["value"]
     rows = []
+    table, images, _ = network_analysis.split_data(profile, "test")
     for sample in SAMPLES:
-        table, images, _ = network_analysis.split_data(profile, "test")
         pick = np.flatnonzero(table["sample"] == sample)[:n_events]
         x = preprocessing.preprocess(images[pick], network_analysis.camera_max(profile))
-        scores = [scoring.member_log_odds(scoring.class_logits(model, x))]  # the cut's scale
-        for a in angles:
-            scores.append(scoring.member_log_odds(scoring.class_logits(
-                model, preprocessing.rotate_events(x, np.full(len(x), float(a))))))
-        s = np.array(scores)
+        s = np.array([scoring.member_log_odds(scoring.class_logits(model, preprocessing.grid_symmetry(x, k, mirror)))
+                      for mirror in (False, True) for k in range(4)])  # the first: the events as they are
         flips = (s > cut).any(axis=0) & ~(s > cut).all(axis=0)
         rows.append({"sample": sample, "events": len(pick), "mean score": s.mean(),
                      "mean score spread": s.std(axis=0).mean(), "max score spread": s.std(axis=0).max(),

@@ -15,6 +15,8 @@ An ensemble's score is the log-odds of its mean probabilities (the paper's ensem
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 from scipy.special import logsumexp
 
@@ -32,16 +34,22 @@ def class_logits(model, x, batch_size: int = 256) -> np.ndarray:
     The features entering the class layer are computed by the network (float32); the last
     matrix product is done in float64.
     """
-    from .models import keras
     layer = model.get_layer(OUTPUT_LAYER)
-    features = keras.Model(_inputs(model), layer.input).predict(x, batch_size=batch_size, verbose=0)
+    features = _features_model(model).predict(x, batch_size=batch_size, verbose=0)
     kernel, bias = layer.get_weights()
     return np.asarray(features, np.float64) @ kernel.astype(np.float64) + bias.astype(np.float64)
 
 
-def _inputs(model):
-    """The model's input tensor (a list only for a model with several inputs)."""
-    return model.inputs if len(model.inputs) > 1 else model.inputs[0]
+_FEATURES = weakref.WeakKeyDictionary()  # network -> its sub-network up to the class layer (traced once)
+
+
+def _features_model(model):
+    """The sub-network of ``model`` whose output enters the class layer (shares its weights)."""
+    from .models import keras
+    if model not in _FEATURES:
+        inputs = model.inputs if len(model.inputs) > 1 else model.inputs[0]
+        _FEATURES[model] = keras.Model(inputs, model.get_layer(OUTPUT_LAYER).input)
+    return _FEATURES[model]
 
 
 def predict_logits(models: list, images: np.ndarray, batch_size: int = 256, camera_max: float | None = None) -> np.ndarray:
