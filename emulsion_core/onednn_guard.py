@@ -12,8 +12,8 @@ on 8 (or 1) input channels fitted with batches 64, 64, 64, 23; 16 or 32 input ch
 the 1x1x1 stride-2 convolution that opens the first residual stage reads the stem's output, 8
 channels at width x 1/8.
 
-Avoided where we can (``training``: training batches all of one shape, filter widths rounded up
-to multiples of 8); guarded for what we cannot foresee. ``ensure`` (called by ``tf_quiet``
+Avoided where we can (``training``: training batches all of one shape, searched residual widths
+rounded up to multiples of 8); guarded for what we cannot foresee. ``ensure`` (called by ``tf_quiet``
 before it imports TensorFlow, and by ``run_all.sh`` through ``python -m emulsion_core onednn``
 before any notebook starts) runs two tiny fits in child processes with oneDNN on:
 
