@@ -186,7 +186,8 @@ def ensure(cache_dir=None, retest: bool = False) -> Status:
             return Status(True, "self-test could not run")
         fault = run_selftest("fault") if workload["passed"] else {"passed": None, "returncode": None, "signal": None,
                                                                    "seconds": 0.0}  # not needed: oneDNN goes off
-        cached = {"passed": workload["passed"], **{k: workload[k] for k in ("returncode", "signal", "seconds", "detail")},
+        cached = {"passed": workload["passed"],
+                  **{k: workload[k] for k in ("returncode", "signal", "seconds", "detail")},
                   "fault": {k: fault[k] for k in ("passed", "returncode", "signal", "seconds")},
                   **machine_key(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
         if workload["returncode"] is not None:  # a definitive outcome (not a timeout): keep it
@@ -270,7 +271,8 @@ def _child(mode: str) -> int:
             keras.utils.set_random_seed(0)
             net = compile_model(newsnet(**params), params)
             if fail:
-                net.fit(EventSequence(images, labels, batch_size, shuffle=True), epochs=1, verbose=0, callbacks=[Abort()])
+                net.fit(EventSequence(images, labels, batch_size, shuffle=True), epochs=1, verbose=0,
+                        callbacks=[Abort()])
             fit_in_memory(net, params, images, labels, 1, batch_size)
             net.predict(EventSequence(images, None, batch_size), verbose=0)
     print(f"oneDNN self-test {mode} passed", flush=True)
