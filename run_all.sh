@@ -55,7 +55,8 @@ start=$(date +%s)
 # TensorFlow's oneDNN convolutions crash on some CPUs (emulsion_core/onednn_guard.py): a self-test,
 # once per machine (cached), before any kernel imports TensorFlow; where it dies, all run with oneDNN off
 onednn="$(python -m emulsion_core onednn)"
-[ "$onednn" = on ] || export TF_ENABLE_ONEDNN_OPTS=0 EMULSION_ONEDNN_GUARD=off
+export EMULSION_ONEDNN_GUARD="$onednn"
+[ "$onednn" = on ] || export TF_ENABLE_ONEDNN_OPTS=0
 python -m emulsion_core prepare --profile "$profile_file"
 
 durations=()

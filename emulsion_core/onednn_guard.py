@@ -12,8 +12,8 @@ on 8 (or 1) input channels fitted with batches 64, 64, 64, 23; 16 or 32 input ch
 the 1x1x1 stride-2 convolution that opens the first residual stage reads the stem's output, 8
 channels at width x 1/8.
 
-Avoided where we can (``training``: training batches all of one shape, filter widths rounded up
-to multiples of 8); guarded for what we cannot foresee. ``ensure`` (called by ``tf_quiet``
+Avoided where we can (``training``: training batches all of one shape, searched residual widths
+rounded up to multiples of 8); guarded for what we cannot foresee. ``ensure`` (called by ``tf_quiet``
 before it imports TensorFlow, and by ``run_all.sh`` through ``python -m emulsion_core onednn``
 before any notebook starts) runs two tiny fits in child processes with oneDNN on:
 
@@ -53,7 +53,7 @@ from pathlib import Path
 ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
 FAIL_ENV = "EMULSION_ONEDNN_SELFTEST_FAIL"  # "1": the self-test's child aborts (tests of the guard)
 CHILD_ENV = "EMULSION_ONEDNN_SELFTEST_CHILD"  # set in the child: its own TensorFlow import is not guarded
-SET_BY_GUARD_ENV = "EMULSION_ONEDNN_GUARD"  # "off" where the guard switched oneDNN off (inherited by children)
+SET_BY_GUARD_ENV = "EMULSION_ONEDNN_GUARD"  # the guard's decision, "on" or "off", inherited by child processes
 SELFTEST_TIMEOUT_S = 600  # per child; a 2-core machine under load needs ~30 s
 
 
@@ -170,6 +170,10 @@ def ensure(cache_dir=None, retest: bool = False) -> Status:
     (``require_safe`` then stops training where it matters). Returns the ``Status``."""
     if os.environ.get(CHILD_ENV):
         return Status(True, "the self-test's own process")
+    if os.environ.get(SET_BY_GUARD_ENV) in ("on", "off") and not retest:  # a parent process decided
+        if os.environ[SET_BY_GUARD_ENV] == "off":
+            os.environ[ONEDNN_ENV] = "0"
+        return status(cache_dir)
     if (ONEDNN_ENV in os.environ and not retest) or "tensorflow" in sys.modules:
         return status(cache_dir)
     cached = None if retest else read_cache(cache_dir)
@@ -180,8 +184,10 @@ def ensure(cache_dir=None, retest: bool = False) -> Status:
             _say(f"the oneDNN self-test could not run (exit {workload['returncode']}); oneDNN stays on. "
                  f"Its error:\n{workload['detail'][-800:]}")
             return Status(True, "self-test could not run")
-        fault = run_selftest("fault")
-        cached = {"passed": workload["passed"], **{k: workload[k] for k in ("returncode", "signal", "seconds", "detail")},
+        fault = run_selftest("fault") if workload["passed"] else {"passed": None, "returncode": None, "signal": None,
+                                                                   "seconds": 0.0}  # not needed: oneDNN goes off
+        cached = {"passed": workload["passed"],
+                  **{k: workload[k] for k in ("returncode", "signal", "seconds", "detail")},
                   "fault": {k: fault[k] for k in ("passed", "returncode", "signal", "seconds")},
                   **machine_key(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
         if workload["returncode"] is not None:  # a definitive outcome (not a timeout): keep it
@@ -189,9 +195,9 @@ def ensure(cache_dir=None, retest: bool = False) -> Status:
         _say(f"oneDNN self-test {'passed' if workload['passed'] else 'FAILED'} ({workload['seconds']:.0f} s); "
              + ("this CPU has the oneDNN fault when a batch shape changes during a fit, which this suite's "
                 "training avoids" if fault["passed"] is False else "the known fault did not occur"))
+    os.environ[SET_BY_GUARD_ENV] = "on" if cached["passed"] else "off"  # kernels and workers need not look again
     if not cached["passed"]:
         os.environ[ONEDNN_ENV] = "0"
-        os.environ[SET_BY_GUARD_ENV] = "off"
         _say(f"{_failure_text(cached)} on this CPU ({cached.get('cpu', '?')}); TensorFlow runs with "
              f"{ONEDNN_ENV}=0 (slower, but it does not crash)")
     return status(cache_dir)
@@ -239,7 +245,7 @@ def require_safe(cache_dir=None) -> None:
 
 def _child(mode: str) -> int:
     """One self-test (see the module): NEWSnet with widths (4, 7) in the stem and 5, 7 in the
-    residual stages, 215 events (batches of 64: three full, one of 23)."""
+    residual stages, 215 events (batches of 64: three full, one of 23 unless filled up)."""
     import numpy as np
 
     from .models import PAPER_PARAMETERS, keras, newsnet
@@ -265,8 +271,9 @@ def _child(mode: str) -> int:
             keras.utils.set_random_seed(0)
             net = compile_model(newsnet(**params), params)
             if fail:
-                net.fit(EventSequence(images, labels, batch_size, shuffle=True, camera_max=255), epochs=1, verbose=0, callbacks=[Abort()])
-            fit_in_memory(net, params, images, labels, 2, batch_size, camera_max=255)
+                net.fit(EventSequence(images, labels, batch_size, shuffle=True, camera_max=255), epochs=1, verbose=0,
+                        callbacks=[Abort()])
+            fit_in_memory(net, params, images, labels, 1, batch_size, camera_max=255)
             net.predict(EventSequence(images, None, batch_size, camera_max=255), verbose=0)
     print(f"oneDNN self-test {mode} passed", flush=True)
     return 0

@@ -1,6 +1,6 @@
 """Score any number of scan files with trained networks, streaming each file in blocks.
 
-Rows (file, event_id, score, score_std, p_C30keV, p_C100keV, p_fog) are appended to the output
+Rows (file, event_id, score, score_std, log_odds, p_C30keV, p_C100keV, p_fog) are appended to the output
 CSV block by block and flushed, so an interrupted run keeps everything already scored. A file
 that cannot be read is reported by name and either skipped or stops the run.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
@@ -20,7 +21,7 @@ from .models import CLASSES
 def predict_files(model_paths: list, inputs: list, output, on_error: str = "stop", block_size: int = 2048,
                   batch_size: int = 256, progress: bool = True) -> dict:
     """Score ``inputs`` with the mean of ``model_paths``; returns {"scored": n, "failed": [files]}."""
-    from . import preprocessing, training
+    from . import preprocessing, scoring, training
     models = [training.load_member(p) for p in model_paths]
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -42,11 +43,14 @@ def predict_files(model_paths: list, inputs: list, output, on_error: str = "stop
                 rows = []
                 for images, events in io.iter_scan_blocks(path, block_size):
                     images = preprocessing.standard_counts(images, attrs, source=str(path))
-                    probs = training.predict(models, images, batch_size, attrs["camera_max"])
+                    logits = scoring.predict_logits(models, images, batch_size, attrs["camera_max"])
+                    probs = np.exp(scoring.log_probabilities(logits))
                     s = training.signal_probability(probs)
                     mean = probs.mean(axis=0)
+                    # log_odds: the ensemble score notebook 04's cut (newsnet_threshold.json) applies to
                     rows.append(pd.DataFrame({"file": str(path), "event_id": events["event_id"].to_numpy(),
                                               "score": s.mean(axis=0), "score_std": s.std(axis=0),
+                                              "log_odds": scoring.ensemble_log_odds(logits),
                                               **{f"p_{c}": mean[:, i] for i, c in enumerate(CLASSES)}}))
                     bar.update(len(images))
                 bar.close()

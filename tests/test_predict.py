@@ -30,6 +30,8 @@ def test_predict_streams_skips_a_bad_file_and_resumes(tmp_path, model_path):
     table = pd.read_csv(out)
     assert len(table) == 250 and set(table["file"]) == {str(good1), str(good2)}
     assert table["score"].between(0, 1).all()
+    # log_odds (the scale of notebook 04's cut) ranks the events as the summed probability does
+    assert np.all(np.diff(table.sort_values("log_odds")["score"].to_numpy()) >= -2e-6)  # CSV: 6 digits
     np.testing.assert_allclose(table[["p_C30keV", "p_C100keV", "p_fog"]].sum(axis=1), 1.0, atol=1e-5)
     # stop mode: the bad file stops the run, the rows of the file before it stay
     out2 = tmp_path / "stop.csv"
