@@ -154,13 +154,23 @@ def test_isolation_cut_on_the_simulated_neighbour_population():
     assert kept >= 0.97, kept
 
 
+@pytest.fixture(scope="module")
+def c30_barshift():
+    return calibrate.simulate_clean("C30keV", 3000, 2021, CFG)["barshift_nm"].to_numpy()
+
+
+@pytest.mark.slow
+def test_c30kev_barshift_median_matches_the_measured_distribution(c30_barshift):
+    """physics.md a.4: measured C30keV barshift median 23 nm (the simulator before the honest-data
+    change gave 32 nm: vibration counted twice)."""
+    assert abs(np.median(c30_barshift) - 23.0) <= 5.0, np.median(c30_barshift)
+
+
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="known tension (simconfig.CALIBRATION): the calibration trades this floor "
                    "(another emulsion, physics.md a.4) against the paper's Table 1 barshift column; "
-                   "simulated 10 % / 50 % quantiles 17.7 / 26.2 nm")
-def test_c30kev_barshift_floor_matches_the_measured_distribution():
-    """physics.md a.4: measured C30keV barshift median 23 nm (10 % quantile 10 nm)."""
-    data = calibrate.simulate_clean("C30keV", 3000, 2021, CFG)
-    q10, q50 = np.quantile(data["barshift_nm"], [0.1, 0.5])
-    assert abs(q50 - 23.0) <= 5.0, q50
+                   "simulated 10 % quantile 17.7 nm")
+def test_c30kev_barshift_floor_matches_the_measured_distribution(c30_barshift):
+    """physics.md a.4: measured C30keV barshift 10 % quantile 10 nm."""
+    q10 = np.quantile(c30_barshift, 0.1)
     assert abs(q10 - 10.0) <= 5.0, q10

@@ -66,7 +66,7 @@ def test_run_all_smoke_writes_every_output(smoke_run):
     assert (flow["left"] == clean.groupby("sample").size().reindex(flow.index)).all()
     assert (tmp_path / "data" / "smoke" / "splits.csv").exists()
     table1 = pd.read_csv(tmp_path / "results" / "smoke" / "table1.csv")
-    assert set(table1["method"]) >= {"barshift", "shape", "newsnet", "border_control"}
+    assert set(table1["method"]) >= {"barshift", "shape", "newsnet", "border_control", "cluster_size"}
     assert list(table1.columns[:6]) == ["method", "sample", "split", "value", "err_low", "err_high"]
     c100 = table1[(table1["sample"] == "C100keV") & (table1["split"] == "validation")]
     # every method is compared at 30 % C100keV (a barely trained smoke network has tied scores: looser)

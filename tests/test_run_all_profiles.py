@@ -73,5 +73,5 @@ def test_run_all_notebooks_01_02_on_scans_another_program_wrote(tmp_path):
     flow = pd.read_csv(results / "cutflow.csv", index_col=0)
     assert flow["in"].sum() == 9 * 200
     table1 = pd.read_csv(results / "table1.csv")
-    assert set(table1["method"]) == {"barshift", "border_control"} and len(table1) == 12
+    assert set(table1["method"]) == {"barshift", "border_control", "cluster_size"} and len(table1) == 18
     assert (out / "figures" / "foreign" / "fig3_barshift.png").stat().st_size > 5000
