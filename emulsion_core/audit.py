@@ -48,7 +48,9 @@ def _ring_mask(h: int, w: int, ring_px: int) -> np.ndarray:
 def event_statistics(images: np.ndarray, camera_max: float, ring_px: int = 8, core_px: float = 8.0) -> pd.DataFrame:
     """Acquisition statistics of each event after the network's preprocessing.
 
-    images : (N, P, H, W) raw camera counts. Returns the STATISTICS columns (ADU) and, for the
+    images : (N, P, H, W) raw camera counts of range ``camera_max``; statistics are given in
+    8-bit ADU (counts x 255 / camera_max) so that files of any range compare. Returns the
+    STATISTICS columns (ADU) and, for the
     border-ring control, ``ring_<q>_p<i>`` quantiles (about the ring's median) and ``ring_std_p<i>``
     of each polarisation's border ring: the shape of its noise. The ring's offset from the image
     median is left out of the control: the event's own light lifts the median (a three-grain
@@ -56,7 +58,7 @@ def event_statistics(images: np.ndarray, camera_max: float, ring_px: int = 8, co
     physics, not acquisition.
     """
     n, p, h, w = images.shape
-    x = images.astype(np.float32)
+    x = images.astype(np.float32) * np.float32(255.0 / camera_max)
     med = np.median(x.reshape(n, p, h * w), axis=-1)
     x -= med[:, :, None, None]  # preprocessing, in ADU (the division by camera_max is a unit)
     ring = x[:, :, _ring_mask(h, w, ring_px)]  # (N, P, K)
@@ -77,7 +79,6 @@ def event_statistics(images: np.ndarray, camera_max: float, ring_px: int = 8, co
         for k, qq in enumerate(QUANTILES):
             if qq != 0.5:
                 out[f"ring_q{int(qq * 100):02d}_p{i}"] = centred[k, :, i]
-    del camera_max  # statistics are in ADU; kept in the signature for real files' ranges
     return pd.DataFrame(out).astype(np.float32)
 
 
