@@ -30,9 +30,6 @@ from itertools import combinations
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
-
-from . import io
 
 ACQUISITION = ("border_noise_adu", "background_adu")
 STATISTICS = ACQUISITION + ("border_rms_adu", "median_removed_adu", "outside_brightness_adu")
@@ -83,26 +80,16 @@ def event_statistics(images: np.ndarray, camera_max: float, ring_px: int = 8, co
 
 
 def dataset_statistics(folder, events: pd.DataFrame, progress: bool = True) -> pd.DataFrame:
-    """:func:`event_statistics` of the ``events`` rows (``file``, ``event_id``), streamed file by file.
+    """:func:`event_statistics` of the ``events`` rows (``file``, ``event_id``), streamed file by
+    file, polarisations in the standard order. Returns ``events``' key columns and its
+    ``sample``, ``split``, ``area`` with the statistics."""
+    from . import dataset, preprocessing
 
-    Returns ``events``' key columns and its ``sample``, ``split``, ``area`` with the statistics.
-    """
-    from pathlib import Path
-    folder = Path(folder)
-    parts = []
-    bar = tqdm(total=len(events), unit="ev", desc="audit", **({} if progress else {"disable": True}))
-    for name, group in events.groupby("file", sort=False):
-        wanted = set(group["event_id"].to_numpy().tolist())
-        camera_max = float(io.read_attrs(folder / name).get("camera_max", 255))
-        for images, block in io.iter_scan_blocks(folder / name):
-            keep = block["event_id"].isin(wanted).to_numpy()
-            if keep.any():
-                stats = event_statistics(images[keep], camera_max)
-                parts.append(pd.concat([block.loc[keep, ["event_id"]].reset_index(drop=True).assign(file=name), stats],
-                                       axis=1))
-                bar.update(int(keep.sum()))
-    bar.close()
-    measured = pd.concat(parts, ignore_index=True)
+    def measure(images, attrs, source):
+        ordered = preprocessing.standard_polarisations(images, attrs["polarisation_deg"], str(source))
+        return event_statistics(ordered, float(attrs["camera_max"]))
+
+    measured = dataset.measure_events(folder, events, measure, "audit", progress)
     keys = events[["file", "event_id", "sample", "split", "area"]]
     return keys.merge(measured, on=["file", "event_id"], how="left", validate="one_to_one")
 

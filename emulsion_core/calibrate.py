@@ -109,10 +109,16 @@ def barshift_summary(cfg: SimulatorConfig, n_clean: int = 3000, seed: int = 2021
     """Threshold at 30 % C100keV efficiency, the C30keV and fog efficiencies and the C30keV
     barshift quantiles, for ``cfg``."""
     yields = {"C30keV": 0.8, "C100keV": 0.8, "fog": 0.25}  # raw events needed per clean event
-    data = {s: simulate_clean(s, int(n_clean / y), seed, cfg) for s, y in yields.items()}
-    thr = threshold_at_efficiency(data["C100keV"]["barshift_nm"], TARGET_C100_EFFICIENCY)
-    eff = {s: float(np.mean(d["barshift_nm"] > thr)) for s, d in data.items()}
-    q = np.quantile(data["C30keV"]["barshift_nm"], [0.10, 0.50])
+    data = {s: simulate_clean(s, int(n_clean / y), seed, cfg)["barshift_nm"] for s, y in yields.items()}
+    return summarise(data, cfg)
+
+
+def summarise(barshift_nm: dict, cfg: SimulatorConfig) -> BarshiftSummary:
+    """Every target's value from the barshift (nm) of clean ``C30keV``, ``C100keV`` and ``fog``
+    events ({sample: values}) and the model's round-grain residual."""
+    thr = threshold_at_efficiency(barshift_nm["C100keV"], TARGET_C100_EFFICIENCY)
+    eff = {s: float(np.mean(np.asarray(v) > thr)) for s, v in barshift_nm.items()}
+    q = np.quantile(barshift_nm["C30keV"], [0.10, 0.50])
     return BarshiftSummary(thr, eff, (float(q[0]), float(q[1])), round_residual(cfg.vibration))
 
 
@@ -210,8 +216,6 @@ def calibrate(n_calls: int = 30, n_clean: int = 3000, seed: int = 2021, checkpoi
 def dataset_residuals(table: pd.DataFrame, cfg: SimulatorConfig) -> pd.DataFrame:
     """Calibration residuals measured on a dataset's clean validation events (``table``: the
     conventional variables with ``sample`` and ``split``), one row per target."""
-    from .conventional import reference_threshold, select
-    thr = reference_threshold(table, "barshift_nm")[0]
-    eff = {s: float(np.mean(select(table, s, "validation")["barshift_nm"] > thr)) for s in ("C30keV", "fog")}
-    q = np.quantile(select(table, "C30keV", "validation")["barshift_nm"], [0.10, 0.50])
-    return BarshiftSummary(thr, eff, (float(q[0]), float(q[1])), round_residual(cfg.vibration)).residuals()
+    from .conventional import select
+    data = {s: select(table, s, "validation")["barshift_nm"] for s in ("C30keV", "C100keV", "fog")}
+    return summarise(data, cfg).residuals()

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
-from . import dataset, io, metrics, paths, preprocessing, provenance, selection
+from . import dataset, metrics, paths, preprocessing, provenance, selection
 from .barshift import conventional_variables
 from .profiles import Profile
 from .shape import ellipse_fit
@@ -49,25 +48,14 @@ def variables(profile: Profile, rebuild: bool = False, progress: bool = True) ->
     if not rebuild and provenance.is_current(path, key):
         cached = pd.read_csv(path)
         return clean.merge(cached, on=["file", "event_id"], how="left", validate="one_to_one")
-    folder = dataset.dataset_dir(profile)
-    parts = []
-    bar = tqdm(total=len(clean), unit="ev", desc="barshift", **({} if progress else {"disable": True}))
-    for name, group in clean.groupby("file", sort=False):
-        wanted = set(group["event_id"].to_numpy().tolist())
-        attrs = io.read_attrs(folder / name)
+    def measure(images, attrs, source):
         pixel = float(attrs["pixel_size_nm"])
-        for images, events in io.iter_scan_blocks(folder / name):
-            keep = events["event_id"].isin(wanted).to_numpy()
-            if not keep.any():
-                continue
-            ordered = preprocessing.standard_polarisations(images[keep], attrs["polarisation_deg"], str(folder / name))
-            cv = conventional_variables(ordered, pixel, polarisation_deg=preprocessing.POLARISATIONS_DEG)
-            ell = ellipse_fit(images[keep], pixel)[["major_nm", "minor_nm", "ellipticity", "angle_deg"]]
-            parts.append(pd.concat([events.loc[keep, ["event_id"]].reset_index(drop=True).assign(file=name),
-                                    cv, ell], axis=1))
-            bar.update(int(keep.sum()))
-    bar.close()
-    measured = pd.concat(parts, ignore_index=True)
+        ordered = preprocessing.standard_polarisations(images, attrs["polarisation_deg"], str(source))
+        cv = conventional_variables(ordered, pixel, polarisation_deg=preprocessing.POLARISATIONS_DEG)
+        ell = ellipse_fit(images, pixel)[["major_nm", "minor_nm", "ellipticity", "angle_deg"]]
+        return pd.concat([cv, ell], axis=1)
+
+    measured = dataset.measure_events(dataset.dataset_dir(profile), clean, measure, "barshift", progress)
     measured.to_csv(path, index=False)
     provenance.write(path, key)
     return clean.merge(measured, on=["file", "event_id"], how="left", validate="one_to_one")

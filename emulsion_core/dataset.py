@@ -179,6 +179,29 @@ def load_images(folder, rows: pd.DataFrame, block_size: int = 4096) -> np.ndarra
     return out
 
 
+def measure_events(folder, events: pd.DataFrame, measure, desc: str, progress: bool = True) -> pd.DataFrame:
+    """Stream every file of ``events`` (rows with ``file``, ``event_id``) once, block by block, and
+    measure the wanted events: ``measure(images, attrs, path) -> DataFrame`` gets the block's
+    wanted images (N, P, H, W) and the file's attributes. Returns ``file``, ``event_id`` and the
+    measured columns, one row per wanted event (a progress bar counts them)."""
+    from tqdm import tqdm
+    folder = Path(folder)
+    parts = []
+    bar = tqdm(total=len(events), unit="ev", desc=desc, **({} if progress else {"disable": True}))
+    for name, group in events.groupby("file", sort=False):
+        wanted = set(group["event_id"].to_numpy().tolist())
+        attrs = io.read_attrs(folder / name)
+        for images, block in io.iter_scan_blocks(folder / name):
+            keep = block["event_id"].isin(wanted).to_numpy()
+            if keep.any():
+                measured = measure(images[keep], attrs, folder / name)
+                parts.append(pd.concat([block.loc[keep, ["event_id"]].reset_index(drop=True).assign(file=name),
+                                        measured.reset_index(drop=True)], axis=1))
+                bar.update(int(keep.sum()))
+    bar.close()
+    return pd.concat(parts, ignore_index=True)
+
+
 def scan_geometry(folder) -> tuple[list, float]:
     """Polarisation angles (deg) of the images :func:`load_images` serves (the standard order)
     and the pixel size (nm) of the dataset, from its first scan file."""
