@@ -179,6 +179,25 @@ def load_images(folder, rows: pd.DataFrame, block_size: int = 4096) -> np.ndarra
     return out
 
 
+def truth_column(folder, rows: pd.DataFrame, column: str) -> np.ndarray | None:
+    """The simulator's truth ``column`` (e.g. ``true_n_grains``) of the events ``rows`` (with
+    ``file`` and ``event_id``), in order; None when any file lacks it (real scans carry no truth)."""
+    folder = Path(folder)
+    out = np.empty(len(rows), dtype=np.float64)
+    names = rows["file"].to_numpy()
+    for name in pd.unique(names):
+        events = io.read_events(folder / name)
+        if column not in events:
+            return None
+        pos = np.flatnonzero(names == name)
+        at = pd.Index(events["event_id"]).get_indexer(rows["event_id"].to_numpy()[pos])
+        if (at < 0).any():
+            raise io.DataFormatError(folder / name, "event_id", "no such event",
+                                     event=int(rows["event_id"].to_numpy()[pos][np.argmax(at < 0)]))
+        out[pos] = np.asarray(events[column])[at]
+    return out
+
+
 def measure_events(folder, events: pd.DataFrame, measure, desc: str, progress: bool = True) -> pd.DataFrame:
     """Stream every file of ``events`` (rows with ``file``, ``event_id``) once, block by block, and
     measure the wanted events: ``measure(images, attrs, path) -> DataFrame`` gets the block's

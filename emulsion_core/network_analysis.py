@@ -52,11 +52,12 @@ def camera_max(profile: Profile) -> float:
     return dataset.camera_max(dataset.dataset_dir(profile))
 
 
-def split_data(profile: Profile, split: str, fraction: float = 1.0, seed: int = 0):
+def split_data(profile: Profile, split: str, fraction: float = 1.0, seed: int = 0, with_images: bool = True):
     """Clean events of the three classes in ``split``: (table, images, labels); the images are in
     the standard polarisation order at the range :func:`camera_max` (:func:`dataset.load_images`).
 
-    ``fraction`` < 1 keeps a stratified random subset (the search uses half the training data).
+    ``fraction`` < 1 keeps a stratified random subset (the search uses half the training data);
+    ``with_images=False`` returns None for the images (the table and labels only).
     """
     clean = selection.clean_events(profile, progress=False)
     rows = clean[(clean["split"] == split) & clean["sample"].isin(CLASSES)].reset_index(drop=True)
@@ -65,7 +66,7 @@ def split_data(profile: Profile, split: str, fraction: float = 1.0, seed: int = 
         keep = np.concatenate([rng.permutation(np.flatnonzero(rows["sample"] == s))[: int(round(fraction * (rows["sample"] == s).sum()))]
                                for s in CLASSES])
         rows = rows.iloc[np.sort(keep)].reset_index(drop=True)
-    images = dataset.load_images(dataset.dataset_dir(profile), rows)
+    images = dataset.load_images(dataset.dataset_dir(profile), rows) if with_images else None
     labels = rows["sample"].astype(str).map(LABELS).to_numpy()
     return rows, images, labels
 

@@ -17,6 +17,8 @@ from .paths import PACKAGE
 from .simconfig import ROTATED_SCANS, SAMPLES
 
 PROFILE_DIR = PACKAGE / "profiles"
+# the compact networks of ``models.ARCHITECTURES`` (named here so that reading a profile needs no TensorFlow)
+COMPACT_NETWORKS = ("compact_3d", "polarisation_channels_2d")
 
 
 class ProfileError(ValueError):
@@ -43,6 +45,7 @@ class Profile:
     search: dict = None
     training: dict = None
     simulation: dict = None  # per_sample_conditions (bool), contamination {sample: {train, test}}
+    architectures: dict = None  # budget {epochs, train_fraction}, newsnet [{width_scale, n_identity}], compact [names]
 
     def simulator_config(self):
         """The simulator configuration this profile asks for (defaults + its ``simulation`` section)."""
@@ -60,7 +63,7 @@ class Profile:
 
 
 _KEYS = {"profile", "seed", "dataset", "samples", "events", "validation_fraction", "block_size", "description",
-         "network", "search", "training", "simulation"}
+         "network", "search", "training", "simulation", "architectures"}
 # NEWSnet sections: key -> (type, minimum, maximum, default)
 _SECTIONS = {
     "network": {"width_scale": (float, 0.01, 1.0, 1.0), "batch_size": (int, 8, 4096, 256)},
@@ -81,6 +84,9 @@ def _section(source, name, raw):
             _fail(source, f"{name}.{key}", f"unknown key (known: {', '.join(spec)})")
     for key, (kind, lo, hi, default) in spec.items():
         value = raw.get(key, default)
+        if name == "network" and key == "width_scale" and isinstance(value, list):
+            out[key] = _width_pair(source, f"{name}.{key}", value, lo, hi)
+            continue
         ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
               and (kind is float or float(value).is_integer()) and lo <= value <= hi)
         if not ok:
@@ -89,6 +95,51 @@ def _section(source, name, raw):
     if name == "training" and out["ensemble"] > out["epochs"]:
         _fail(source, "training.ensemble", "cannot exceed training.epochs")
     return out
+
+
+def _width_pair(source, key, value, lo=0.01, hi=1.0) -> list:
+    """A ``[stem, residual]`` pair of width scales, each in [lo, hi]."""
+    if (len(value) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi
+                                for v in value)):
+        _fail(source, key, f"expected a number or a pair [stem, residual] of numbers in [{lo}, {hi}], got {value!r}")
+    return [float(v) for v in value]
+
+
+def _architectures(source, raw) -> dict:
+    """The ``architectures`` section (notebook 04's table, :mod:`emulsion_core.architectures`):
+    ``budget`` {epochs, train_fraction}, ``newsnet`` (a list of {width_scale: number or
+    [stem, residual], n_identity (optional)}) and ``compact`` (names of compact networks)."""
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        _fail(source, "architectures", "expected a mapping")
+    for key in raw:
+        if key not in ("budget", "newsnet", "compact"):
+            _fail(source, f"architectures.{key}", "unknown key (known: budget, newsnet, compact)")
+    budget = raw.get("budget", {"epochs": 3, "train_fraction": 0.25})
+    if not isinstance(budget, dict) or set(budget) != {"epochs", "train_fraction"}:
+        _fail(source, "architectures.budget", f"expected a mapping with epochs and train_fraction, got {budget!r}")
+    epochs = _int(source, "architectures.budget.epochs", budget["epochs"], minimum=1)
+    frac = budget["train_fraction"]
+    if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0.0 < frac <= 1.0:
+        _fail(source, "architectures.budget.train_fraction", f"expected a number in (0, 1], got {frac!r}")
+    nets = raw.get("newsnet", [])
+    if not isinstance(nets, list):
+        _fail(source, "architectures.newsnet", "expected a list of {width_scale, n_identity}")
+    out_nets = []
+    for i, net in enumerate(nets):
+        where = f"architectures.newsnet[{i}]"
+        if not isinstance(net, dict) or "width_scale" not in net or set(net) - {"width_scale", "n_identity"}:
+            _fail(source, where, f"expected a mapping with width_scale and optionally n_identity, got {net!r}")
+        ws = net["width_scale"]
+        pair = _width_pair(source, f"{where}.width_scale", ws if isinstance(ws, list) else [ws, ws])
+        entry = {"width_scale": pair}
+        if "n_identity" in net:
+            entry["n_identity"] = _int(source, f"{where}.n_identity", net["n_identity"])
+        out_nets.append(entry)
+    compact = raw.get("compact", [])
+    if not isinstance(compact, list) or any(c not in COMPACT_NETWORKS for c in compact):
+        _fail(source, "architectures.compact", f"expected a list of {', '.join(COMPACT_NETWORKS)}, got {compact!r}")
+    return {"budget": {"epochs": epochs, "train_fraction": float(frac)}, "newsnet": out_nets, "compact": list(compact)}
 
 
 def _simulation(source, raw) -> dict:
@@ -195,7 +246,8 @@ def from_dict(raw: dict, source: str = "<dict>") -> Profile:
                    network=_section(source, "network", raw.get("network")),
                    search=_section(source, "search", raw.get("search")),
                    training=_section(source, "training", raw.get("training")),
-                   simulation=_simulation(source, raw.get("simulation")))
+                   simulation=_simulation(source, raw.get("simulation")),
+                   architectures=_architectures(source, raw.get("architectures")))
 
 
 def resolve(profile: str, seed: int | None = None) -> Profile:

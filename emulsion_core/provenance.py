@@ -38,6 +38,7 @@ CODE = {
     "conventional": ("dataset", "features", "barshift", "shape", "conventional"),
     "search_history": ("dataset", "preprocessing", "models", "training", "search", "network_analysis"),
     "final_fit": ("dataset", "preprocessing", "models", "training", "network_analysis"),
+    "architecture_table": ("dataset", "preprocessing", "models", "training", "scoring", "batchnorm", "architectures"),
     "calibration": ("simconfig", "acquisition", "occupancy", "grains", "render", "simulate", "features", "cleaning",
                     "barshift", "calibrate"),
 }

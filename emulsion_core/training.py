@@ -86,8 +86,19 @@ def _filled(sel: np.ndarray, pool: np.ndarray, size: int) -> np.ndarray:
 CHANNEL_MULTIPLE = 8  # residual widths are rounded up to a multiple of this (oneDNN fault, ``onednn_guard``)
 
 
-def scaled_widths(params: dict, width_scale: float) -> dict:
-    """Network parameters with every filter width multiplied by ``width_scale``.
+def width_pair(width_scale) -> tuple[float, float]:
+    """``(stem scale, residual scale)`` from a profile's ``width_scale``: one number for both, or a
+    pair ``[stem, residual]``."""
+    if isinstance(width_scale, (tuple, list)):
+        stem, residual = width_scale
+        return float(stem), float(residual)
+    return float(width_scale), float(width_scale)
+
+
+def scaled_widths(params: dict, width_scale) -> dict:
+    """Network parameters with the filter widths scaled: ``width_scale`` is one factor for every
+    width, or a pair ``[stem, residual]`` (:func:`width_pair`), since the stem's two full-resolution
+    convolutions are most of the FLOPs and the residual stages can be widened cheaply.
 
     The residual widths (``filters_1``, ``filters_2``, searched) are rounded up to a multiple of 8
     (at least 8): searched widths like 5, 7 or 12 took part in the oneDNN crash seen on an Intel
@@ -97,8 +108,9 @@ def scaled_widths(params: dict, width_scale: float) -> dict:
     ran on that CPU; rounding them up to 8 would cost 1.7x the FLOPs per event. The decisive
     avoidance is elsewhere: training batches of one shape (``full_batches``)."""
     m = CHANNEL_MULTIPLE
-    residual = lambda f: max(m, m * math.ceil(f * width_scale / m - 1e-9))  # noqa: E731
-    stem = lambda f: max(4, int(round(f * width_scale)))  # noqa: E731
+    stem_scale, residual_scale = width_pair(width_scale)
+    residual = lambda f: max(m, m * math.ceil(f * residual_scale / m - 1e-9))  # noqa: E731
+    stem = lambda f: max(4, int(round(f * stem_scale)))  # noqa: E731
     return {**params, "filters_1": residual(params["filters_1"]), "filters_2": residual(params["filters_2"]),
             "stem_filters": (stem(32), stem(64))}
 
@@ -124,7 +136,7 @@ def compile_model(model, params: dict, jit_compile: bool = False) -> "keras.Mode
     return model
 
 
-def build(params: dict, width_scale: float = 1.0, jit_compile: bool = False) -> "keras.Model":
+def build(params: dict, width_scale=1.0, jit_compile: bool = False) -> "keras.Model":
     """NEWSnet with ``params`` (Appendix A names), compiled with Adam and the combined loss."""
     return compile_model(newsnet(**scaled_widths(params, width_scale)), params, jit_compile)
 
@@ -175,7 +187,7 @@ def fit_in_memory(model, params: dict, images: np.ndarray, labels: np.ndarray, e
 
 
 def fit(params: dict, train: EventSequence, validation: EventSequence | None, epochs: int, workdir,
-        width_scale: float = 1.0, ensemble: int = 0, verbose: int = 0):
+        width_scale=1.0, ensemble: int = 0, verbose: int = 0):
     """Train, writing ``epoch_NNN.keras`` after every epoch into ``workdir``; an interrupted fit
     resumes from ``workdir/backup`` (BackupAndRestore); a finished one is loaded, not redone.
     At every epoch's end the batch-normalisation statistics are re-estimated on training batches

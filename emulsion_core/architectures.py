@@ -1,0 +1,180 @@
+"""The architecture table: NEWSnet-family configurations and the compact nets, each trained alike
+at one budget, next to the controls every network must beat and the simulator's ceiling.
+
+Every network of the table is trained with the same hyper-parameters (the search's best or the
+paper's), on the same stratified fraction of the training split for the same epochs, its batch
+normalisation re-estimated after the fit (``training.fit_in_memory``), and scored on the whole
+validation split by the log-odds of carbon against fog (``scoring``). A NEWSnet configuration is
+its widths (``[stem scale, residual scale]`` of the paper's 32/64 stem and searched residual
+widths, :func:`training.scaled_widths`) and its number of identity blocks. Rows are written to
+``results/<profile>/newsnet/architectures.csv`` as they finish, keyed by their inputs and code
+(:mod:`provenance`), so an interrupted table resumes and a finished one is read back.
+
+Reference rows: the controls of Table 1 (barshift, cluster size, border ring, shape) at the same
+30 % C100keV cut, and, on simulated scans, the ceiling set by the true number of grains: single-grain
+carbon events are the simulator's fog grains (one grain model), so no classifier can rank them
+above fog, and the AUC of the grain count bounds what any network can reach.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from . import conventional, dataset, metrics, paths, provenance, scoring, training
+from .models import ARCHITECTURES, flops_per_event, keras, trainable_parameters
+from .profiles import Profile
+
+CONTROLS = ("barshift", "cluster_size", "border_control", "shape")
+
+
+def configurations(profile: Profile) -> list[dict]:
+    """The table's entries: ``{"name", "kind": "newsnet" | compact name, "width_scale", "n_identity"}``."""
+    spec = profile.architectures
+    out = [{"name": newsnet_name(c["width_scale"], c.get("n_identity")), "kind": "newsnet",
+            "width_scale": list(c["width_scale"]), "n_identity": c.get("n_identity")} for c in spec["newsnet"]]
+    return out + [{"name": name, "kind": name} for name in spec["compact"]]
+
+
+def newsnet_name(width_scale, n_identity=None) -> str:
+    """``NEWSnet stem 1/8, residual 1/4, 3 id`` from a ``[stem, residual]`` scale pair."""
+    stem, residual = training.width_pair(width_scale)
+    ident = "" if n_identity is None else f", {int(n_identity)} id"
+    return f"NEWSnet stem {_fraction(stem)}, residual {_fraction(residual)}{ident}"
+
+
+def _fraction(x: float) -> str:
+    return "1" if x == 1 else f"1/{round(1 / x):d}" if abs(1 / x - round(1 / x)) < 1e-6 else f"{x:g}"
+
+
+def build(config: dict, params: dict, n_classes: int = 3) -> "keras.Model":
+    """The uncompiled network of a table entry with the training ``params``."""
+    from .models import newsnet
+    if config["kind"] != "newsnet":
+        return ARCHITECTURES[config["kind"]](n_classes=n_classes)
+    p = dict(params) if config.get("n_identity") is None else {**params, "n_identity": int(config["n_identity"])}
+    return newsnet(**training.scaled_widths(p, config["width_scale"]), n_classes=n_classes)
+
+
+def _key(profile: Profile, params: dict, config: dict) -> dict:
+    clean = paths.results_dir(profile.name) / "clean_events.csv"
+    return provenance.key("architecture_table", clean_events=provenance.upstream(clean),
+                          batch_size=profile.network["batch_size"], budget=dict(profile.architectures["budget"]),
+                          seed=profile.seed, params=dict(params), config=config)
+
+
+def table_path(profile: Profile):
+    from .network_analysis import workdir
+    return workdir(profile) / "architectures.csv"
+
+
+def sweep(profile: Profile, params: dict, progress: bool = True, n_timing: int = 256) -> pd.DataFrame:
+    """Train and score every entry of :func:`configurations` (resumable); returns one row each:
+    trainable parameters, MFLOPs per event, training and inference events/s on this machine,
+    validation AUC (carbon vs fog) and the fog fraction at the 30 % C100keV validation cut."""
+    from tqdm import tqdm
+
+    from .network_analysis import split_data
+    path = table_path(profile)
+    done = _read(path)
+    budget, batch = profile.architectures["budget"], profile.network["batch_size"]
+    todo = [c for c in configurations(profile) if _digest(profile, params, c) not in done]
+    if todo:
+        _, x_train, y_train = split_data(profile, "train", budget["train_fraction"], profile.seed)
+        val_rows, x_val, _ = split_data(profile, "validation")
+        scale = dataset.camera_max(dataset.dataset_dir(profile))
+    for config in tqdm(todo, desc="architectures", disable=not progress):
+        keras.utils.set_random_seed(profile.seed)
+        model = training.compile_model(build(config, params), params)
+        training.fit_in_memory(model, params, x_train, y_train, budget["epochs"], batch, profile.seed, camera_max=scale)
+        z = scoring.class_logits(model, training.EventSequence(x_val, None, batch, camera_max=scale))
+        scored = val_rows.assign(score=scoring.member_log_odds(z))
+        from .network_analysis import binary_auc, throughput
+        rate = throughput(model, x_train[:n_timing], batch, scale)
+        red = _fog_fraction(scored, "score")
+        done[_digest(profile, params, config)] = {
+            "architecture": config["name"], "parameters": trainable_parameters(model),
+            "MFLOPs per event": round(flops_per_event(model) / 1e6, 1),
+            "train events/s": round(rate["train_events_per_s"]), "inference events/s": round(rate["inference_events_per_s"]),
+            "validation AUC": round(binary_auc(scored), 3), **red}
+        keras.backend.clear_session()
+        _write(path, done)
+    rows = [done[_digest(profile, params, c)] for c in configurations(profile)]
+    return pd.DataFrame(rows).set_index("architecture")
+
+
+def _digest(profile: Profile, params: dict, config: dict) -> str:
+    return provenance.digest(_key(profile, params, config))
+
+
+def _read(path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _write(path, rows: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rows, indent=1))
+    tmp.replace(path)
+
+
+def _fog_fraction(table: pd.DataFrame, column: str) -> dict:
+    """Fog fraction passing the cut that keeps 30 % of C100keV validation events, with its 68 %
+    interval: ``fog at 30% C100keV``, ``fog low``, ``fog high``."""
+    cut = conventional.reference_threshold(table, column)[0]
+    red = metrics.reduction_factor(conventional.select(table, "fog", "validation")[column], cut)
+    return {"fog at 30% C100keV": red["value"], "fog low": red["low"], "fog high": red["high"]}
+
+
+def reference_rows(profile: Profile) -> pd.DataFrame:
+    """The controls' validation fog fractions at the 30 % C100keV cut (from Table 1, as far as the
+    earlier notebooks have written them) and the grain-count ceiling on simulated scans."""
+    rows = []
+    table1 = paths.results_dir(profile.name) / "table1.csv"
+    if table1.exists():
+        t = pd.read_csv(table1)
+        for method in CONTROLS:
+            r = t[(t["method"] == method) & (t["sample"] == "fog") & (t["split"] == "validation")]
+            if len(r):
+                r = r.iloc[0]
+                rows.append({"architecture": f"control: {method}", "fog at 30% C100keV": r["value"],
+                             "fog low": r["value"] - r["err_low"], "fog high": r["value"] + r["err_high"]})
+    ceiling = grain_count_ceiling(profile)
+    if ceiling is not None:
+        rows.append({"architecture": "ceiling: true grain count (simulation)", **ceiling})
+    return pd.DataFrame(rows).set_index("architecture") if rows else pd.DataFrame()
+
+
+def grain_count_ceiling(profile: Profile, split: str = "validation") -> dict | None:
+    """:func:`ceiling` of the profile's clean ``split`` events from their true number of grains;
+    None when the scans carry no truth (real data)."""
+    from .network_analysis import split_data
+    rows = split_data(profile, split, with_images=False)[0]
+    truth = dataset.truth_column(dataset.dataset_dir(profile), rows, "true_n_grains")
+    return None if truth is None else ceiling(rows, truth, profile.seed)
+
+
+def ceiling(rows: pd.DataFrame, n_grains: np.ndarray, seed: int = 0) -> dict:
+    """AUC (carbon vs fog) and fog fraction at the 30 % C100keV cut of a score that is the true
+    number of grains, ties broken at random: what a classifier reaches that knows every event's
+    grain count and nothing else (one-grain carbon events then rank like fog).
+
+    rows : events with ``sample`` and ``split``; n_grains : their true grain counts."""
+    from sklearn.metrics import roc_auc_score
+    jitter = np.random.default_rng(seed).uniform(0.0, 0.5, len(rows))  # random order inside a grain count
+    scored = rows.assign(score=np.asarray(n_grains, float) + jitter)
+    return {"validation AUC": round(float(roc_auc_score(scored["sample"] != "fog", scored["score"])), 3),
+            **_fog_fraction(scored, "score")}
+
+
+def format_table(table: pd.DataFrame, profile: Profile | None = None, params: dict | None = None) -> pd.DataFrame:
+    """The table as text: the fog fraction with its 68 % interval, blanks where a row has no value,
+    and with ``profile`` and ``params`` a mark on the NEWSnet configuration the profile trains."""
+    out = table.drop(columns=["fog low", "fog high"]).astype(object).where(table.notna(), "")
+    out["fog at 30% C100keV"] = [metrics.format_value(v, v - lo, hi - v) for v, lo, hi in
+                                 zip(table["fog at 30% C100keV"], table["fog low"], table["fog high"])]
+    if profile is not None:
+        mine = newsnet_name(profile.network["width_scale"], (params or {}).get("n_identity"))
+        out["profile's network"] = ["yes" if name == mine else "" for name in out.index]
+    return out
