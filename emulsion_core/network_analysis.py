@@ -239,8 +239,7 @@ def compare_architectures(profile: Profile, params: dict, newsnet_table: pd.Data
     entries = [("newsnet", newsnet_model, newsnet_table[newsnet_table["split"] == "validation"])]
     for name in ("compact_3d", "polarisation_channels_2d"):
         keras.utils.set_random_seed(profile.seed)
-        model = training.compile_model(ARCHITECTURES[name](), params,
-                                       training.use_xla(profile.training["epochs"] * len(x_train)))
+        model = training.compile_model(ARCHITECTURES[name](), params)
         training.fit_in_memory(model, params, x_train, y_train, profile.training["epochs"],
                                profile.network["batch_size"], profile.seed, camera_max=scale)
         z = scoring.class_logits(model, training.EventSequence(x_val, None, profile.network["batch_size"],

@@ -115,19 +115,20 @@ def scaled_widths(params: dict, width_scale) -> dict:
             "stem_filters": (stem(32), stem(64))}
 
 
-XLA_MIN_EVENTS = 20_000  # event passes above which a fit's XLA compilation pays for itself on 2 CPU cores
-
-
-def use_xla(event_passes: int) -> bool:
-    """Whether a fit over ``event_passes`` (events x epochs) should be compiled with XLA."""
-    return event_passes > XLA_MIN_EVENTS
+def use_xla(params: dict, width_scale, batch_size: int, event_passes: int) -> bool:
+    """Whether NEWSnet with ``params`` should be compiled with XLA for a fit of ``event_passes``
+    (events x epochs): measured on this machine (:func:`xla_choice.choose`)."""
+    from . import xla_choice
+    return xla_choice.choose(lambda jit: build(params, width_scale, jit_compile=jit),
+                             {"network": "newsnet", "params": dict(params), "width_scale": width_scale},
+                             batch_size, event_passes)
 
 
 def compile_model(model, params: dict, jit_compile: bool = False) -> "keras.Model":
     """Compile ``model`` with Adam and the combined loss from ``params`` (Appendix A names).
 
-    ``jit_compile`` (XLA) trains NEWSnet ~1.3x faster on CPUs but costs ~15 s more per new model:
-    worth it for long fits (more than a few thousand events), not for the search's short folds."""
+    ``jit_compile`` (XLA) costs ~15 s more per new model and speeds training up on some CPUs and
+    slows it down on others: :func:`use_xla` measures it for long fits."""
     onednn_guard.require_safe()  # before the first network is trained: oneDNN must not be on where it crashes
     beta_1 = 1.0 - 1.0 / float(params["beta_1_inv"])  # [P21]: beta searched as 1 / (1 - beta)
     beta_2 = 1.0 - 1.0 / float(params["beta_2_inv"])
@@ -199,7 +200,8 @@ def fit(params: dict, train: EventSequence, validation: EventSequence | None, ep
     done = workdir / f"epoch_{epochs:03d}.keras"
     if done.exists() and not (workdir / "backup").exists():  # finished before: nothing to redo
         return load_member(done), _history(workdir), members
-    model = build(params, width_scale, jit_compile=use_xla(epochs * len(train) * train.batch_size))
+    model = build(params, width_scale, jit_compile=use_xla(params, width_scale, train.batch_size,
+                                                           epochs * len(train) * train.batch_size))
     callbacks = [
         schedule_callback(params, epochs),
         batchnorm.Recalibration(train, validation),  # before the callbacks that save or log the epoch
