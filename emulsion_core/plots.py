@@ -197,6 +197,7 @@ def search_convergence(ax, history: pd.DataFrame, floor: dict | None = None):
         ax.plot(np.full(len(scores), len(history) + 1), scores, "D", ms=5, mfc="none", color="0.3",
                 label=f"best call, {len(scores)} seeds")
         ax.set_xlim(0.5, len(history) + 1.5)
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax.set_xlabel("search call")
     ax.set_ylabel("cross-validated ROC AUC (carbon vs fog)")
     ax.legend()
