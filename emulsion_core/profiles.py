@@ -61,7 +61,7 @@ class Profile:
 
 _KEYS = {"profile", "seed", "dataset", "samples", "events", "validation_fraction", "block_size", "description",
          "network", "search", "training", "simulation"}
-# NEWSnet sections: key -> (type, minimum, maximum, default)
+# NEWSnet sections: key -> (type, minimum, maximum, default); search.dimensions (a list) is checked by _dimensions
 _SECTIONS = {
     "network": {"width_scale": (float, 0.01, 1.0, 1.0), "batch_size": (int, 8, 4096, 256)},
     "search": {"n_calls": (int, 1, 1000, 150), "n_initial_points": (int, 1, 100, 10), "epochs": (int, 1, 500, 10),

@@ -144,7 +144,9 @@ def run(objective, n_calls: int, n_initial_points: int, seed: int, checkpoint=No
     dimensions : names of SPACE to search (None: all); the others are held at ``fixed``
         (None: ``models.PAPER_PARAMETERS``).
     batch_size : points asked of the optimizer at once (``ask(n_points=...)``, constant liar),
-        evaluated in order and told together.
+        evaluated in order and told together. The history is still written after every call: a
+        search killed inside a batch asks that batch again on resumption (the same points) and
+        evaluates only the calls not yet saved.
     Returns the history: one row per call (every parameter, ``score`` (AUC), ``call``, ``batch``,
     ``repeat`` False), then one per repeat (``repeat`` True, ``replica`` r, ``call`` the call repeated).
     """
