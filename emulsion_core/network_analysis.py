@@ -35,6 +35,8 @@ def _key(artefact: str, profile: Profile, **extra) -> dict:
 
 
 def search_stamp(profile: Profile) -> dict:
+    """Provenance key of the search history: :func:`_key` with the whole ``search`` section
+    (dimensions, repeats and parallel included: changing any sets an old history aside)."""
     return _key("search_history", profile, search=dict(profile.search))
 
 
@@ -72,19 +74,24 @@ def split_data(profile: Profile, split: str, fraction: float = 1.0, seed: int = 
 
 
 def run_search(profile: Profile, progress: bool = True) -> pd.DataFrame:
-    """The profile's GP search (resumable); returns the history."""
+    """The profile's GP search (resumable): ``search.n_calls`` calls over ``search.dimensions``
+    (the rest at the paper's values), ``search.parallel`` points asked at once, then the best call
+    ``search.repeats`` more times with seeds ``profile.seed + 1000 r`` (another fold split and
+    initialisation, same training subset). Returns the history (:func:`search.run`)."""
     cfg = profile.search
     _, images, labels = split_data(profile, "train", cfg["train_fraction"], profile.seed)
     scale = camera_max(profile)
 
-    def objective(params):
+    def objective(params, replica=0):
         return search.cross_validated_auc(params, images, labels, cfg["folds"], cfg["epochs"],
                                           profile.network["width_scale"], profile.network["batch_size"],
-                                          profile.seed, camera_max=scale)
+                                          search.replica_seed(profile.seed, replica), camera_max=scale)
 
     checkpoint = workdir(profile) / "search_history.json"
     resume_or_restart(checkpoint, search_stamp(profile), "the search history")
-    return search.run(objective, cfg["n_calls"], cfg["n_initial_points"], profile.seed, checkpoint, progress)
+    return search.run(objective, cfg["n_calls"], cfg["n_initial_points"], profile.seed, checkpoint, progress,
+                      dimensions=cfg["dimensions"], fixed=PAPER_PARAMETERS, batch_size=cfg["parallel"],
+                      repeats=cfg["repeats"])
 
 
 def chosen_parameters(profile: Profile) -> tuple[dict, str]:

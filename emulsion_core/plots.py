@@ -179,11 +179,25 @@ def _efficiency_axes(ax):
     return ax
 
 
-def search_convergence(ax, history: pd.DataFrame):
-    """Cross-validated AUC of every search call and the best so far."""
+def search_convergence(ax, history: pd.DataFrame, floor: dict | None = None):
+    """Cross-validated AUC of every search call (rows flagged ``repeat`` left out) and the best so
+    far; with ``floor`` (``search.noise_floor``), the repeated call's AUCs with other seeds as
+    markers beside the calls and their mean +- standard deviation as a band across them: calls
+    that differ by less than the band's half-width are not told apart."""
+    if "repeat" in history:
+        history = history[~history["repeat"].eq(True)]
     calls = np.arange(1, len(history) + 1)
     ax.plot(calls, history["score"], "o", ms=4, label="call")
     ax.plot(calls, np.maximum.accumulate(history["score"].to_numpy()), "-", label="best so far")
+    if floor is not None:
+        scores = np.asarray(floor["scores"], dtype=float)
+        mean, spread = scores.mean(), floor["spread"]
+        ax.axhspan(mean - spread, mean + spread, color="0.5", alpha=0.2, lw=0,
+                   label="best call: mean ± std over its seeds (noise)")
+        ax.plot(np.full(len(scores), len(history) + 1), scores, "D", ms=5, mfc="none", color="0.3",
+                label=f"best call, {len(scores)} seeds")
+        ax.set_xlim(0.5, len(history) + 1.5)
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax.set_xlabel("search call")
     ax.set_ylabel("cross-validated ROC AUC (carbon vs fog)")
     ax.legend()

@@ -64,11 +64,12 @@ class Profile:
 
 _KEYS = {"profile", "seed", "dataset", "samples", "events", "validation_fraction", "block_size", "description",
          "network", "search", "training", "simulation", "architectures"}
-# NEWSnet sections: key -> (type, minimum, maximum, default)
+# NEWSnet sections: key -> (type, minimum, maximum, default); search.dimensions (a list) is checked by _dimensions
 _SECTIONS = {
     "network": {"width_scale": (float, 0.01, 1.0, 1.0), "batch_size": (int, 8, 4096, 256)},
     "search": {"n_calls": (int, 1, 1000, 150), "n_initial_points": (int, 1, 100, 10), "epochs": (int, 1, 500, 10),
-               "folds": (int, 2, 10, 3), "train_fraction": (float, 0.01, 1.0, 0.5)},
+               "folds": (int, 2, 10, 3), "train_fraction": (float, 0.01, 1.0, 0.5),
+               "repeats": (int, 0, 100, 0), "parallel": (int, 1, 64, 1), "dimensions": (list, None, None, None)},
     "training": {"epochs": (int, 1, 1000, 60), "ensemble": (int, 1, 100, 10)},
 }
 
@@ -83,6 +84,8 @@ def _section(source, name, raw):
         if key not in spec:
             _fail(source, f"{name}.{key}", f"unknown key (known: {', '.join(spec)})")
     for key, (kind, lo, hi, default) in spec.items():
+        if kind is list:
+            continue
         value = raw.get(key, default)
         if name == "network" and key == "width_scale" and isinstance(value, list):
             out[key] = _width_pair(source, f"{name}.{key}", value, lo, hi)
@@ -92,6 +95,8 @@ def _section(source, name, raw):
         if not ok:
             _fail(source, f"{name}.{key}", f"expected {kind.__name__} in [{lo}, {hi}], got {value!r}")
         out[key] = kind(value)
+    if name == "search":
+        out["dimensions"] = _dimensions(source, raw.get("dimensions"))
     if name == "training" and out["ensemble"] > out["epochs"]:
         _fail(source, "training.ensemble", "cannot exceed training.epochs")
     return out
@@ -140,6 +145,20 @@ def _architectures(source, raw) -> dict:
     if not isinstance(compact, list) or any(c not in COMPACT_NETWORKS for c in compact):
         _fail(source, "architectures.compact", f"expected a list of {', '.join(COMPACT_NETWORKS)}, got {compact!r}")
     return {"budget": {"epochs": epochs, "train_fraction": float(frac)}, "newsnet": out_nets, "compact": list(compact)}
+def _dimensions(source, raw) -> list:
+    """``search.dimensions``: the names of :data:`search.SPACE` the search varies, in SPACE's order
+    (the others stay at the paper's values); all of SPACE when omitted."""
+    from .search import SPACE
+    if raw is None:
+        return list(SPACE)
+    if not isinstance(raw, list) or not raw or not all(isinstance(k, str) for k in raw):
+        _fail(source, "search.dimensions", f"expected a non-empty list of parameter names, got {raw!r}")
+    for k in raw:
+        if k not in SPACE:
+            _fail(source, "search.dimensions", f"unknown parameter {k!r} (known: {', '.join(SPACE)})")
+    if len(set(raw)) != len(raw):
+        _fail(source, "search.dimensions", f"a parameter is listed twice: {raw!r}")
+    return [k for k in SPACE if k in raw]
 
 
 def _simulation(source, raw) -> dict:

@@ -73,7 +73,10 @@ def test_run_all_smoke_writes_every_output(smoke_run):
     assert ((c100["value"] - 0.30).abs() < c100["method"].map({"newsnet": 0.05}).fillna(0.012)).all()
     newsnet = tmp_path / "results" / "smoke" / "newsnet"
     history = json.loads((newsnet / "search_history.json").read_text())
-    assert len(history) == 3 and all(0.0 <= h["score"] <= 1.0 for h in history)
+    assert all(0.0 <= h["score"] <= 1.0 for h in history)
+    calls = [h for h in history if not h["repeat"]]
+    assert len(calls) == 3 and [h["call"] for h in history if h["repeat"]] == [max(calls, key=lambda h: h["score"])["call"]]
+    assert all(h["filters_1"] == 64 and h["decay_rate"] == 0.1 for h in history)  # not searched at smoke
     assert len(list((newsnet / "final").glob("epoch_*.keras"))) == 3
     scores = pd.read_csv(newsnet / "scores.csv")
     assert np.isfinite(scores["score"]).all() and scores["p_signal"].between(0, 1).all()  # score: log-odds
