@@ -389,3 +389,12 @@ def misclassified_events(profile: Profile, table: pd.DataFrame, k: int = 4, spli
         bs = pd.read_csv(conv, usecols=["file", "event_id", "barshift_nm"])
         events = events.merge(bs, on=["file", "event_id"], how="left")
     return events, dataset.load_images(dataset.dataset_dir(profile), events)
+
+
+def score_label(names) -> str:
+    """The score's formula for a class list, e.g. ``ln[(p(C30keV) + p(C100keV)) / p(fog)]``."""
+    def total(group):
+        terms = [f"p({c})" for c in group]
+        return terms[0] if len(terms) == 1 else "(" + " + ".join(terms) + ")"
+    return (f"ln[{total([c for c in names if c.startswith('C')])} / "
+            f"{total([c for c in names if not c.startswith('C')])}]")
