@@ -83,7 +83,8 @@ def _calibrate(args) -> int:
 
 def _predict(args) -> int:
     from .predict import predict_files
-    result = predict_files(args.model, args.input, args.output, args.on_error, progress=True)
+    result = predict_files(args.model, args.input, args.output, args.on_error, progress=True,
+                           classes=args.classes.split(",") if args.classes else None)
     print(f"scored {result['scored']} events into {args.output}")
     if result["failed"]:
         print(f"{len(result['failed'])} file(s) failed: {', '.join(result['failed'])}", file=sys.stderr)
@@ -148,6 +149,9 @@ def main(argv=None) -> int:
     pr.add_argument("--output", required=True, help="CSV of per-event scores (appended; resumes)")
     pr.add_argument("--on-error", choices=["stop", "skip"], default="stop",
                     help="a bad file stops the run (default) or is skipped; rows already written stay")
+    pr.add_argument("--classes", default=None,
+                    help="the networks' classes, comma-separated, e.g. C30keV,C100keV,fog (default: the network.json "
+                         "the fit saved beside them; must agree with it)")
     pr.set_defaults(func=_predict)
     from .io import SAMPLES, SCANS
     cv = sub.add_parser("convert", help="convert a libDMRoot run (ROOT file, best-focus grain list) "

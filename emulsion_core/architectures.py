@@ -76,7 +76,10 @@ def sweep(profile: Profile, params: dict, progress: bool = True, n_timing: int =
     validation AUC (carbon vs fog) and the fog fraction at the 30 % C100keV validation cut."""
     from tqdm import tqdm
 
-    from .network_analysis import split_data
+    from .network_analysis import classes, split_data
+    names = classes(profile)
+    # the network's classes and class balance travel with the parameters, as in the search
+    params = {**params, "classes": list(names), "class_balance": profile.training.get("class_balance", "weights")}
     path = table_path(profile)
     done = _read(path)
     budget, batch = profile.architectures["budget"], profile.network["batch_size"]
@@ -87,10 +90,10 @@ def sweep(profile: Profile, params: dict, progress: bool = True, n_timing: int =
         scale = dataset.camera_max(dataset.dataset_dir(profile))
     for config in tqdm(todo, desc="architectures", disable=not progress):
         keras.utils.set_random_seed(profile.seed)
-        model = training.compile_model(build(config, params), params)
+        model = training.compile_model(build(config, params, len(names)), params, False, names)
         training.fit_in_memory(model, params, x_train, y_train, budget["epochs"], batch, profile.seed, camera_max=scale)
         z = scoring.class_logits(model, training.EventSequence(x_val, None, batch, camera_max=scale))
-        scored = val_rows.assign(score=scoring.member_log_odds(z))
+        scored = val_rows.assign(score=scoring.member_log_odds(z, names))
         from .network_analysis import binary_auc, throughput
         rate = throughput(model, x_train[:n_timing], batch, scale)
         red = _fog_fraction(scored, "score")
@@ -160,11 +163,15 @@ def ceiling(rows: pd.DataFrame, n_grains: np.ndarray, seed: int = 0) -> dict:
     number of grains, ties broken at random: what a classifier reaches that knows every event's
     grain count and nothing else (one-grain carbon events then rank like fog).
 
-    rows : events with ``sample`` and ``split``; n_grains : their true grain counts."""
+    rows : events with ``sample`` and ``split``; n_grains : their true grain counts; samples other
+    than carbon (names starting with "C") and fog are left out."""
     from sklearn.metrics import roc_auc_score
     jitter = np.random.default_rng(seed).uniform(0.0, 0.5, len(rows))  # random order inside a grain count
     scored = rows.assign(score=np.asarray(n_grains, float) + jitter)
-    return {"validation AUC": round(float(roc_auc_score(scored["sample"] != "fog", scored["score"])), 3),
+    carbon = scored["sample"].astype(str).str.startswith("C")
+    scored = scored[carbon | (scored["sample"] == "fog")]
+    return {"validation AUC": round(float(roc_auc_score(scored["sample"].astype(str).str.startswith("C"),
+                                                        scored["score"])), 3),
             **_fog_fraction(scored, "score")}
 
 

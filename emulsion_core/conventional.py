@@ -72,14 +72,15 @@ def reference_threshold(table: pd.DataFrame, column: str) -> tuple[float, float,
 
 
 def table1_rows(table: pd.DataFrame, method: str, column: str, threshold: float,
-                splits=("validation", "test")) -> pd.DataFrame:
-    """Table 1 rows: efficiency (signal) or reduction factor (fog, fraction passing) above the cut.
+                splits=("validation", "test"), samples=TABLE1_SAMPLES) -> pd.DataFrame:
+    """Table 1 rows: efficiency (signal) or reduction factor (fog, fraction passing) above the cut,
+    for each of ``samples`` (a network with gamma as a class adds gamma's rows).
 
     Columns ``method, sample, split, value, err_low, err_high, passed, total, upper_limit``;
     intervals are 68 % Clopper-Pearson, ``upper_limit`` the 90 % limit (used when none pass).
     """
     rows = []
-    for sample in TABLE1_SAMPLES:
+    for sample in samples:
         for split in splits:
             r = metrics.reduction_factor(select(table, sample, split)[column], threshold)
             rows.append({"method": method, "sample": sample, "split": split, "value": r["value"],
@@ -107,21 +108,26 @@ def read_table1(profile: Profile) -> pd.DataFrame:
 
 
 def format_table1(rows: pd.DataFrame, methods=("barshift", "shape", "newsnet")) -> pd.DataFrame:
-    """Rows x (method, split) of ``value ± err`` strings; ``not run`` where a method is missing."""
+    """Rows x (method, split) of ``value ± err`` strings; ``not run`` where a method is missing,
+    ``-`` for a sample a method that ran did not measure (gamma for the barshift cut). Samples:
+    Table 1's three, then any other the rows hold (C60keV, gamma when the network learnt them)."""
+    from .io import SAMPLES
+    samples = list(TABLE1_SAMPLES) + [s for s in SAMPLES if s not in TABLE1_SAMPLES and s in set(rows["sample"])]
     out = {}
     for method in methods:
+        ran = (rows["method"] == method).any()
         for split in ("validation", "test"):
             col = []
-            for sample in TABLE1_SAMPLES:
+            for sample in samples:
                 r = rows[(rows["method"] == method) & (rows["sample"] == sample) & (rows["split"] == split)]
                 if r.empty:
-                    col.append("not run")
+                    col.append("-" if ran else "not run")
                 elif r["value"].iloc[0] == 0 and "upper_limit" in r:
                     col.append(f"< {r['upper_limit'].iloc[0]:.2g} (90% CL)")
                 else:
                     col.append(metrics.format_value(r["value"].iloc[0], r["err_low"].iloc[0], r["err_high"].iloc[0]))
             out[(method, split)] = col
-    return pd.DataFrame(out, index=pd.Index(TABLE1_SAMPLES, name="sample"))
+    return pd.DataFrame(out, index=pd.Index(samples, name="sample"))
 
 
 def paper_table1() -> pd.DataFrame:

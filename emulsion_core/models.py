@@ -2,7 +2,9 @@
 compact alternatives, and the combined loss of eq. (1).
 
 Input: (9, 40, 40, 1) float32, channels last (polarisation as the depth of a 3D volume).
-Output: softmax over (C30keV, C100keV, fog).
+Output: softmax over the profile's class list (``network.classes``; the paper's is
+(C30keV, C100keV, fog), :data:`PAPER_CLASSES`). Carbon classes (names starting with "C") are
+signal, every other class background (:func:`signal_indices`).
 """
 
 from __future__ import annotations
@@ -11,13 +13,36 @@ import math
 
 from .tf_quiet import keras  # noqa: F401  (imports TensorFlow without its start-up noise)
 
-CLASSES = ("C30keV", "C100keV", "fog")
+PAPER_CLASSES = ("C30keV", "C100keV", "fog")  # [P21]; the authors' notebooks also train with C60keV
 INPUT_SHAPE = (9, 40, 40, 1)
 PAPER_TRAINABLE_PARAMETERS = 6_925_910
 # [P21] Appendix A: the search space and the final values
 PAPER_PARAMETERS = {"dropout_1": 0.4, "dropout_2": 0.3, "dropout_3": 0.0, "filters_1": 64, "filters_2": 128,
                     "n_identity": 3, "loss_lambda": 0.53, "learning_rate": 6.5e-4, "beta_1_inv": 10.0,
                     "beta_2_inv": 100.0, "decay_rate": 0.1}
+
+
+class ClassListError(ValueError):
+    """A network (its output size or the class list saved with it) does not match the class list
+    it is used with."""
+
+
+def signal_indices(classes) -> tuple:
+    """Indices of the signal classes of ``classes``: the carbon samples (names starting with "C")."""
+    return tuple(i for i, c in enumerate(classes) if str(c).startswith("C"))
+
+
+def background_indices(classes) -> tuple:
+    """Indices of the background classes of ``classes`` (fog, gamma: every non-carbon class)."""
+    return tuple(i for i, c in enumerate(classes) if not str(c).startswith("C"))
+
+
+def check_output(model, classes, source: str = "the network") -> None:
+    """Raise :class:`ClassListError` unless ``model``'s class layer has one unit per class."""
+    n = int(model.output_shape[-1])
+    if n != len(classes):
+        raise ClassListError(f"{source} has {n} output classes, but the class list {list(classes)} has "
+                             f"{len(classes)}: it was trained with another network.classes")
 
 
 def _triple(v) -> tuple:
@@ -104,13 +129,14 @@ def convolution_block(x, filters: int, name: str):
 
 def newsnet(dropout_1: float = 0.4, dropout_2: float = 0.3, dropout_3: float = 0.0, filters_1: int = 64,
             filters_2: int = 128, n_identity: int = 3, stem_filters: tuple = (32, 64),
-            input_shape: tuple = INPUT_SHAPE, n_classes: int = 3, **_training_parameters) -> "keras.Model":
+            input_shape: tuple = INPUT_SHAPE, n_classes: int = len(PAPER_CLASSES),
+            **_training_parameters) -> "keras.Model":
     """NEWSnet, Table 3; with no arguments the paper's final configuration.
 
     Two 3x3x3 convolutions (``stem_filters``), max pooling, dropout, a convolution-shortcut block
     and ``n_identity`` identity blocks with (N, N, 4N) filters (N = ``filters_1``), max pooling,
     dropout, the same with N = ``filters_2``, dropout (``dropout_3``, 0 in the paper), flatten,
-    dense softmax. Batch normalisation and swish everywhere. Training parameters passed along
+    dense softmax over ``n_classes``. Batch normalisation and swish everywhere. Training parameters passed along
     (learning rate, ...) are ignored here.
     """
     layers = keras.layers
@@ -139,7 +165,7 @@ def _classifier_head(x, dropout: float, n_classes: int):
 
 
 def compact_3d(filters: tuple = (8, 16, 32), dropout: float = 0.2, input_shape: tuple = INPUT_SHAPE,
-               n_classes: int = 3, **_ignored) -> "keras.Model":
+               n_classes: int = len(PAPER_CLASSES), **_ignored) -> "keras.Model":
     """A compact 3D CNN: [3x3x3 conv, BN, swish, max pool] per width, global average pool, dense.
     The first layer works at full resolution (9 x 40 x 40), so its width sets the cost."""
     layers = keras.layers
@@ -153,7 +179,7 @@ def compact_3d(filters: tuple = (8, 16, 32), dropout: float = 0.2, input_shape: 
 
 
 def polarisation_channels_2d(filters: tuple = (32, 64, 128), dropout: float = 0.2, input_shape: tuple = INPUT_SHAPE,
-                             n_classes: int = 3, **_ignored) -> "keras.Model":
+                             n_classes: int = len(PAPER_CLASSES), **_ignored) -> "keras.Model":
     """A 2D CNN that takes the 9 polarisation images as channels of one image."""
     layers = keras.layers
     inp = keras.Input(shape=input_shape, name="polarisation_stack")
@@ -178,8 +204,10 @@ def trainable_parameters(model) -> int:
 
 @keras.saving.register_keras_serializable(package="emulsion_core")
 class CombinedLoss(keras.losses.Loss):
-    """[P21] eq. (1): categorical cross-entropy over (C30keV, C100keV, fog) plus ``lam`` times the
-    binary cross-entropy of signal probability p(C30) + p(C100) against fog."""
+    """[P21] eq. (1): categorical cross-entropy over the classes plus ``lam`` times the binary
+    cross-entropy of the summed signal probability (``signal_classes``: the carbon classes'
+    indices, :func:`signal_indices`; (0, 1) = p(C30) + p(C100) in the paper's list) against the
+    background classes. Keras applies sample weights (class balance) to the sum per event."""
 
     def __init__(self, lam: float = 0.53, signal_classes=(0, 1), epsilon: float = 1e-7, name="combined_loss", **kw):
         super().__init__(name=name, **kw)

@@ -216,8 +216,9 @@ def efficiency_band_plot(ax, grid, fractions: np.ndarray, label: str, colour=Non
 
 
 def class_histograms(ax, table: pd.DataFrame, column: str = "score", bins=None):
-    """Network output per true class (log y): ``score``, the log-odds of carbon against fog
-    (``scoring``); 60 bins over its range unless ``bins`` is given."""
+    """Network output per true class (log y): ``score``, the log-odds of the carbon classes against
+    the background classes (``scoring``; ln[(p(C30keV) + p(C100keV)) / p(fog)] for the paper's
+    classes); 60 bins over its range unless ``bins`` is given."""
     if bins is None:
         finite = table[column][np.isfinite(table[column])]
         bins = np.linspace(finite.min(), finite.max(), 61) if len(finite) and finite.max() > finite.min() else 60
@@ -225,7 +226,7 @@ def class_histograms(ax, table: pd.DataFrame, column: str = "score", bins=None):
         ax.hist(group[column], bins=bins, histtype="step", density=True, lw=1.3, color=SAMPLE_COLOURS.get(sample),
                 label=f"{sample} (N = {len(group)})")
     ax.set_yscale("log")
-    ax.set_xlabel("log-odds ln[(p(C30keV) + p(C100keV)) / p(fog)]")
+    ax.set_xlabel("log-odds ln[p(carbon) / p(background)]")
     ax.set_ylabel("probability density")
     ax.legend()
     return ax
@@ -253,4 +254,41 @@ def artefact_audit(stats: pd.DataFrame, aucs: pd.DataFrame, limit: float = 0.55)
     ax1.set_xlabel("largest ROC AUC of one statistic")
     ax1.invert_yaxis()
     ax1.legend(loc="lower right")
+    return fig
+
+
+def misclassified_gallery(events: pd.DataFrame, images: np.ndarray, polarisation_deg=None, cut: float | None = None):
+    """Misclassified events, one strip each: its polarisation images on one colour scale per strip
+    (ADU, 1st percentile to maximum), and beside them its group, sample, ``score`` (log-odds),
+    ``npx``, ``barshift_nm`` (when the table has it) and ``brightness_max`` (ADU).
+
+    events : rows with ``group``, ``sample``, ``score``, ``npx`` (``network_analysis.misclassified_events``);
+    images : (len(events), P, H, W) camera counts in the standard polarisation order.
+    Returns the figure (len(events) strips)."""
+    n, p = len(events), images.shape[1]
+    angles = polarisation_deg if polarisation_deg is not None else np.arange(p) * 180.0 / p
+    fig, axes = plt.subplots(max(n, 1), p + 1, figsize=(1.1 * p + 2.6, 1.15 * max(n, 1) + 0.6), squeeze=False,
+                             gridspec_kw={"width_ratios": [1] * p + [2.2]}, layout="constrained")
+    for r, (_, ev) in enumerate(events.reset_index(drop=True).iterrows()):
+        lo, hi = np.percentile(images[r], 1), images[r].max()
+        for c in range(p):
+            ax = axes[r, c]
+            ax.imshow(images[r, c], cmap="gray", vmin=lo, vmax=max(hi, lo + 1), origin="lower")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"{angles[c]:g}°", fontsize=8)
+        text = [f"{ev.get('group', '')}", f"{ev['sample']}  score {ev['score']:.2f}", f"npx {ev.get('npx', np.nan):.0f}"]
+        if "barshift_nm" in ev and np.isfinite(ev["barshift_nm"]):
+            text.append(f"barshift {ev['barshift_nm']:.1f} nm")
+        if "brightness_max" in ev:
+            text.append(f"brightness {ev['brightness_max']:.0f} ADU")
+        axes[r, p].axis("off")
+        axes[r, p].text(0.02, 0.5, "\n".join(text), fontsize=7, va="center", transform=axes[r, p].transAxes,
+                        color=SAMPLE_COLOURS.get(str(ev["sample"]), "k"))
+    if n == 0:
+        for ax in axes[0]:
+            ax.axis("off")
+    title = "misclassified validation events (each strip: its own grey scale)"
+    fig.suptitle(title + (f"; cut: log-odds > {cut:.3g}" if cut is not None else ""), fontsize=9)
     return fig

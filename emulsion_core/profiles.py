@@ -74,15 +74,22 @@ _SECTIONS = {
 }
 
 
+# keys that are not single numbers, validated by _practice: the training practice (issue 10, item 6)
+_STRUCTURED = {"network": ("classes",), "training": ("class_balance", "early_stopping", "seeds")}
+PAPER_CLASSES = ["C30keV", "C100keV", "fog"]
+
+
 def _section(source, name, raw):
     spec = _SECTIONS[name]
     raw = raw or {}
     if not isinstance(raw, dict):
         _fail(source, name, "expected a mapping")
     out = {}
+    structured = _STRUCTURED.get(name, ())
     for key in raw:
-        if key not in spec:
-            _fail(source, f"{name}.{key}", f"unknown key (known: {', '.join(spec)})")
+        if key not in spec and key not in structured:
+            _fail(source, f"{name}.{key}", f"unknown key (known: {', '.join(list(spec) + list(structured))})")
+    out.update(_practice(source, name, raw))
     for key, (kind, lo, hi, default) in spec.items():
         if kind is list:
             continue
@@ -145,6 +152,8 @@ def _architectures(source, raw) -> dict:
     if not isinstance(compact, list) or any(c not in COMPACT_NETWORKS for c in compact):
         _fail(source, "architectures.compact", f"expected a list of {', '.join(COMPACT_NETWORKS)}, got {compact!r}")
     return {"budget": {"epochs": epochs, "train_fraction": float(frac)}, "newsnet": out_nets, "compact": list(compact)}
+
+
 def _dimensions(source, raw) -> list:
     """``search.dimensions``: the names of :data:`search.SPACE` the search varies, in SPACE's order
     (the others stay at the paper's values); all of SPACE when omitted."""
@@ -159,6 +168,49 @@ def _dimensions(source, raw) -> list:
     if len(set(raw)) != len(raw):
         _fail(source, "search.dimensions", f"a parameter is listed twice: {raw!r}")
     return [k for k in SPACE if k in raw]
+
+
+def _practice(source, name, raw) -> dict:
+    """The structured keys of ``network`` and ``training`` (defaults when absent):
+
+    - ``network.classes``: the classes the network learns, sample names (default the paper's
+      [C30keV, C100keV, fog]); carbon samples are signal, the others background; must hold
+      C100keV (the reference cut) and fog (Table 1's background), each once;
+    - ``training.class_balance``: ``weights`` (default), ``oversample`` or ``none``;
+    - ``training.early_stopping``: {smoothing: epochs averaged (>= 1), patience: epochs without
+      improvement of the smoothed validation loss (0: off)}; default {smoothing: 1, patience: 0};
+    - ``training.seeds``: extra training seeds for the seed spread (default []).
+    """
+    from .io import SAMPLES
+    out = {}
+    if name == "network":
+        classes = raw.get("classes", PAPER_CLASSES)
+        if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+            _fail(source, "network.classes", f"expected a list of sample names, got {classes!r}")
+        for c in classes:
+            if c not in SAMPLES:
+                _fail(source, "network.classes", f"unknown sample {c!r} (known: {', '.join(SAMPLES)})")
+        if len(set(classes)) != len(classes) or "C100keV" not in classes or "fog" not in classes:
+            _fail(source, "network.classes", f"expected distinct samples including C100keV (the reference cut) "
+                  f"and fog (Table 1's background), got {classes!r}")
+        out["classes"] = list(classes)
+    if name == "training":
+        balance = raw.get("class_balance", "weights")
+        if balance not in ("weights", "oversample", "none"):
+            _fail(source, "training.class_balance", f"expected weights, oversample or none, got {balance!r}")
+        out["class_balance"] = balance
+        es = raw.get("early_stopping", {"smoothing": 1, "patience": 0})
+        if not isinstance(es, dict) or set(es) - {"smoothing", "patience"}:
+            _fail(source, "training.early_stopping", f"expected a mapping with smoothing and patience, got {es!r}")
+        out["early_stopping"] = {"smoothing": _int(source, "training.early_stopping.smoothing", es.get("smoothing", 1), 1),
+                                 "patience": _int(source, "training.early_stopping.patience", es.get("patience", 0))}
+        seeds = raw.get("seeds", [])
+        if not isinstance(seeds, list):
+            _fail(source, "training.seeds", f"expected a list of integers, got {seeds!r}")
+        out["seeds"] = [_int(source, "training.seeds", v) for v in seeds]
+        if len(set(out["seeds"])) != len(out["seeds"]):
+            _fail(source, "training.seeds", f"expected distinct seeds, got {seeds!r}")
+    return out
 
 
 def _simulation(source, raw) -> dict:

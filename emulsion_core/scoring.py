@@ -1,6 +1,11 @@
 """Network outputs as a numerically safe score: the log-odds of carbon against the background,
 
-    score = ln[p(C30keV) + p(C100keV)] - ln p(fog),
+    score = ln[sum of the signal probabilities] - ln[sum of the background probabilities]
+          = ln[p(C30keV) + p(C100keV)] - ln p(fog) for the paper's classes,
+
+signal being the carbon classes of the class list (``models.signal_indices``: C30keV, C60keV,
+C100keV) and background the others (fog, gamma). Every function takes the class list the logits
+belong to (``classes``, default the paper's) and refuses logits of another width.
 
 computed in float64 from the logits of the class layer (log-softmax), never from float32
 probabilities. The paper cuts on the summed probability p(C30keV) + p(C100keV) (0.9975);
@@ -20,10 +25,9 @@ import weakref
 import numpy as np
 from scipy.special import logsumexp
 
-from .models import CLASSES
+from .models import PAPER_CLASSES, ClassListError, background_indices, signal_indices
 
 OUTPUT_LAYER = "class_probabilities"  # the dense softmax layer every network of ``models`` ends with
-SIGNAL_CLASSES = (CLASSES.index("C30keV"), CLASSES.index("C100keV"))
 
 
 def class_logits(model, x, batch_size: int = 256) -> np.ndarray:
@@ -67,26 +71,32 @@ def log_probabilities(logits: np.ndarray) -> np.ndarray:
     return z - logsumexp(z, axis=-1, keepdims=True)
 
 
-def _log_odds(log_p: np.ndarray) -> np.ndarray:
-    signal = list(SIGNAL_CLASSES)
-    background = [i for i in range(log_p.shape[-1]) if i not in SIGNAL_CLASSES]
+def _log_odds(log_p: np.ndarray, classes=PAPER_CLASSES) -> np.ndarray:
+    """ln(sum of signal p) - ln(sum of background p) from log-probabilities (..., C) of ``classes``."""
+    if log_p.shape[-1] != len(classes):
+        raise ClassListError(f"scores of {log_p.shape[-1]} classes cannot be read with the class list "
+                             f"{list(classes)} ({len(classes)} classes)")
+    signal, background = list(signal_indices(classes)), list(background_indices(classes))
+    if not signal or not background:
+        raise ClassListError(f"class list {list(classes)}: needs a carbon (signal) and a background class")
     return logsumexp(log_p[..., signal], axis=-1) - logsumexp(log_p[..., background], axis=-1)
 
 
-def member_log_odds(logits: np.ndarray) -> np.ndarray:
-    """Each member's score ln[p(C30) + p(C100)] - ln p(background), (M, N) float64 from (M, N, C)."""
-    return _log_odds(log_probabilities(logits))
+def member_log_odds(logits: np.ndarray, classes=PAPER_CLASSES) -> np.ndarray:
+    """Each member's score ln[sum of signal p] - ln[sum of background p], (M, N) float64 from
+    (M, N, C) logits of ``classes``."""
+    return _log_odds(log_probabilities(logits), classes)
 
 
-def ensemble_log_odds(logits: np.ndarray) -> np.ndarray:
+def ensemble_log_odds(logits: np.ndarray, classes=PAPER_CLASSES) -> np.ndarray:
     """The ensemble's score: log-odds of the members' mean probabilities, (N,) float64 from
-    (M, N, C) logits (the mean is taken in log space, so nothing rounds)."""
+    (M, N, C) logits of ``classes`` (the mean is taken in log space, so nothing rounds)."""
     log_p = log_probabilities(logits)
     mean_log_p = logsumexp(log_p, axis=0) - np.log(log_p.shape[0])
-    return _log_odds(mean_log_p)
+    return _log_odds(mean_log_p, classes)
 
 
 def signal_probability(score) -> np.ndarray:
-    """The summed carbon probability p(C30keV) + p(C100keV) of a log-odds ``score`` (float64;
-    for display next to the paper's 0.9975, not for cuts)."""
+    """The summed signal (carbon) probability, p(C30keV) + p(C100keV) for the paper's classes, of a
+    log-odds ``score`` (float64; for display next to the paper's 0.9975, not for cuts)."""
     return 1.0 / (1.0 + np.exp(-np.asarray(score, np.float64)))

@@ -241,9 +241,10 @@ def noise_floor_table(floor: dict) -> pd.DataFrame:
 
 
 def cross_validated_auc(params: dict, images: np.ndarray, labels: np.ndarray, folds: int, epochs: int,
-                        width_scale: float, batch_size: int, seed: int, camera_max: float) -> float:
-    """Mean binary ROC AUC (carbon vs fog) over stratified ``folds``-fold cross-validation;
-    camera_max : the range of ``images`` (ADU).
+                        width_scale, batch_size: int, seed: int, camera_max: float, classes=None) -> float:
+    """Mean binary ROC AUC (carbon against the background classes) over stratified ``folds``-fold
+    cross-validation; camera_max : the range of ``images`` (ADU); classes : the class list the
+    ``labels`` index (the paper's when None).
 
     Each fold's network is trained with ``training.fit_in_memory`` (which re-estimates its
     batch-normalisation statistics on the fold's training events) and scored with the
@@ -252,20 +253,21 @@ def cross_validated_auc(params: dict, images: np.ndarray, labels: np.ndarray, fo
     from sklearn.model_selection import StratifiedKFold
 
     from . import scoring
-    from .models import keras
+    from .models import PAPER_CLASSES, keras, signal_indices
     from .training import EventSequence, build, fit_in_memory
 
+    classes = tuple(classes) if classes is not None else PAPER_CLASSES
     aucs = []
     for k, (tr, va) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=seed).split(labels, labels)):
         keras.utils.set_random_seed(seed + k)
-        model = fit_in_memory(build(params, width_scale), params, images[tr], labels[tr], epochs, batch_size, seed + k,
+        model = fit_in_memory(build(params, width_scale, classes=classes), params, images[tr], labels[tr], epochs, batch_size, seed + k,
                               camera_max=camera_max)
         score = scoring.member_log_odds(scoring.class_logits(
-            model, EventSequence(images[va], None, batch_size, camera_max=camera_max)))
+            model, EventSequence(images[va], None, batch_size, camera_max=camera_max)), classes)
         keras.backend.clear_session()
         if not np.all(np.isfinite(score)):
             return 0.5  # a diverged fit: no separation
-        aucs.append(roc_auc_score(labels[va] != 2, score))
+        aucs.append(roc_auc_score(np.isin(labels[va], signal_indices(classes)), score))
     return float(np.mean(aucs))
 
 

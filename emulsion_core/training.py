@@ -1,6 +1,12 @@
 """Training NEWSnet: batches from polarisation images, Adam with an exponentially decaying
 learning rate, a checkpoint every epoch, resumption, and the snapshot ensemble of the last epochs.
 
+The training practice is the profile's (``training`` section): the class list the network
+learns (``network.classes``, saved beside the fit as ``network.json`` and checked when the fit
+is loaded again), the class balance (``class_balance``: inverse-frequency event weights,
+oversampling of the smaller classes, or none) and early stopping on a smoothed validation
+loss (``early_stopping``: the snapshot ensemble is then the last epochs up to the stop).
+
 ``ScanSequence`` streams the training split from the scan files window by window (only a few
 blocks in memory); ``EventSequence`` serves events already in memory as uint8 (12.8 kB per
 event). Each batch is preprocessed to float32 on the fly (``preprocessing``), with a random
@@ -16,22 +22,60 @@ counts (an Intel AMX and an AMD AVX-512 CPU; ``onednn_guard``).
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import batchnorm, onednn_guard, preprocessing
-from .models import CLASSES, CombinedLoss, keras, newsnet
+from .models import PAPER_CLASSES, ClassListError, CombinedLoss, check_output, keras, newsnet, signal_indices
 
-SIGNAL_CLASSES = (0, 1)  # C30keV, C100keV
+CLASS_BALANCES = ("weights", "oversample", "none")
+NETWORK_FILE = "network.json"  # beside a fit's epochs: its class list and, once finished, its last epoch
+
+
+def class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Inverse-frequency class weights (n_classes,), normalised so that the mean weight over the
+    events is 1 (scikit-learn's "balanced": N / (K n_k)); every class then weighs N / K events in
+    total, and the loss keeps its scale. A class without events raises ``ValueError``."""
+    counts = np.bincount(np.asarray(labels, dtype=int), minlength=n_classes)[:n_classes]
+    if (counts == 0).any():
+        raise ValueError(f"class balance: no training events of class index {int(np.argmin(counts))} "
+                         f"(events per class: {counts.tolist()})")
+    return counts.sum() / (n_classes * counts.astype(float))
+
+
+def oversampled(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Event indices of one oversampled epoch: every class drawn as often as the largest one
+    (all its events once per whole copy, the remainder a random subset), in random order."""
+    labels = np.asarray(labels)
+    present = np.unique(labels)
+    n = max(int((labels == c).sum()) for c in present)
+    parts = []
+    for c in present:
+        idx = np.flatnonzero(labels == c)
+        reps, rest = divmod(n, len(idx))
+        parts += [rng.permutation(idx) for _ in range(reps)] + [rng.permutation(idx)[:rest]]
+    return rng.permutation(np.concatenate(parts))
+
+
+def _check_balance(class_balance: str) -> str:
+    if class_balance not in CLASS_BALANCES:
+        raise ValueError(f"class_balance {class_balance!r}: expected one of {', '.join(CLASS_BALANCES)}")
+    return class_balance
 
 
 class EventSequence(keras.utils.PyDataset):
     """Keras dataset over in-memory events: (N, 8, H, W) camera counts and class labels.
 
     Batches are preprocessed on the fly; ``augment`` adds one random grid symmetry per event.
+    Labels are one-hot over ``n_classes``. ``class_balance`` (training only): ``"weights"`` serves
+    each event's inverse-frequency class weight (:func:`class_weights`) as its sample weight,
+    ``"oversample"`` draws every class as often as the largest (:func:`oversampled`), ``"none"``
+    neither.
     Shuffling and symmetries are drawn from (seed, epoch, batch), so a resumed or repeated
     training sees the same batches. ``full_batches`` (default: ``shuffle``, i.e. for training)
     fills a last, partial batch up with the first events of the epoch's order, so every batch
@@ -42,11 +86,17 @@ class EventSequence(keras.utils.PyDataset):
 
     def __init__(self, images: np.ndarray, labels: np.ndarray | None, batch_size: int, shuffle: bool = False,
                  augment: bool = False, seed: int = 0, camera_max: float | None = None, full_batches: bool | None = None,
-                 **kw):
+                 n_classes: int = len(PAPER_CLASSES), class_balance: str = "none", **kw):
         if camera_max is None:
             raise TypeError("EventSequence needs camera_max, the range of the scan files the images come from")
         super().__init__(**kw)
         self.images, self.labels = images, labels
+        self.n_classes, self.class_balance = int(n_classes), _check_balance(class_balance)
+        self.weights = (class_weights(labels, self.n_classes) if labels is not None and class_balance == "weights"
+                        else None)
+        self.n_events = len(images)
+        if labels is not None and class_balance == "oversample":
+            self.n_events = len(np.unique(labels)) * max(np.bincount(np.asarray(labels, dtype=int)))
         self.batch_size, self.shuffle, self.augment, self.seed = int(batch_size), shuffle, augment, int(seed)
         self.full_batches = bool(shuffle if full_batches is None else full_batches)
         self.camera_max = camera_max
@@ -55,11 +105,14 @@ class EventSequence(keras.utils.PyDataset):
 
     def _order(self):
         n = len(self.images)
-        self.order = (np.random.default_rng([self.seed, self.epoch]).permutation(n) if self.shuffle
-                      else np.arange(n))
+        rng = np.random.default_rng([self.seed, self.epoch])
+        if self.labels is not None and self.class_balance == "oversample":
+            self.order = oversampled(self.labels, rng)
+        else:
+            self.order = rng.permutation(n) if self.shuffle else np.arange(n)
 
     def __len__(self):
-        return math.ceil(len(self.images) / self.batch_size)
+        return math.ceil(self.n_events / self.batch_size)
 
     def __getitem__(self, idx):
         sel = np.sort(_filled(self.order[idx * self.batch_size:(idx + 1) * self.batch_size], self.order,
@@ -69,7 +122,8 @@ class EventSequence(keras.utils.PyDataset):
             x = preprocessing.random_symmetry(x, np.random.default_rng([self.seed, self.epoch, idx]))
         if self.labels is None:
             return (x,)
-        return x, keras.utils.to_categorical(self.labels[sel], len(CLASSES))
+        y = keras.utils.to_categorical(self.labels[sel], self.n_classes)
+        return (x, y) if self.weights is None else (x, y, self.weights[self.labels[sel]].astype(np.float32))
 
     def on_epoch_end(self):
         self.epoch += 1
@@ -124,22 +178,35 @@ def use_xla(params: dict, width_scale, batch_size: int, event_passes: int) -> bo
                              batch_size, event_passes)
 
 
-def compile_model(model, params: dict, jit_compile: bool = False) -> "keras.Model":
-    """Compile ``model`` with Adam and the combined loss from ``params`` (Appendix A names).
+def compile_model(model, params: dict, jit_compile: bool = False, classes=None) -> "keras.Model":
+    """Compile ``model`` with Adam and the combined loss from ``params`` (Appendix A names), whose
+    signal term sums the carbon classes of ``classes`` (default ``params["classes"]``, else the
+    paper's; checked against the model's output size).
 
     ``jit_compile`` (XLA) costs ~15 s more per new model and speeds training up on some CPUs and
     slows it down on others: :func:`use_xla` measures it for long fits."""
     onednn_guard.require_safe()  # before the first network is trained: oneDNN must not be on where it crashes
     beta_1 = 1.0 - 1.0 / float(params["beta_1_inv"])  # [P21]: beta searched as 1 / (1 - beta)
     beta_2 = 1.0 - 1.0 / float(params["beta_2_inv"])
+    classes = class_list(params, classes)
+    check_output(model, classes)
     model.compile(optimizer=keras.optimizers.Adam(float(params["learning_rate"]), beta_1=beta_1, beta_2=beta_2),
-                  loss=CombinedLoss(float(params["loss_lambda"]), SIGNAL_CLASSES), jit_compile=jit_compile)
+                  loss=CombinedLoss(float(params["loss_lambda"]), signal_indices(classes)), jit_compile=jit_compile)
     return model
 
 
-def build(params: dict, width_scale=1.0, jit_compile: bool = False) -> "keras.Model":
-    """NEWSnet with ``params`` (Appendix A names), compiled with Adam and the combined loss."""
-    return compile_model(newsnet(**scaled_widths(params, width_scale)), params, jit_compile)
+def class_list(params: dict, classes=None) -> tuple:
+    """The class list a network is built for: ``classes``, else ``params["classes"]`` (callers that
+    pass only the parameters, such as the search, carry it there), else the paper's."""
+    return tuple(classes if classes is not None else params.get("classes", PAPER_CLASSES))
+
+
+def build(params: dict, width_scale=1.0, jit_compile: bool = False, classes=None) -> "keras.Model":
+    """NEWSnet with ``params`` (Appendix A names) and one output per class of ``classes``
+    (:func:`class_list`), compiled with Adam and the combined loss."""
+    classes = class_list(params, classes)
+    return compile_model(newsnet(**scaled_widths(params, width_scale), n_classes=len(classes)), params, jit_compile,
+                         classes)
 
 
 class ExponentialDecay(keras.callbacks.Callback):
@@ -173,60 +240,172 @@ def schedule_callback(params: dict, epochs: int):
 
 
 def fit_in_memory(model, params: dict, images: np.ndarray, labels: np.ndarray, epochs: int, batch_size: int,
-                  seed: int = 0, verbose: int = 0, camera_max: float | None = None) -> "keras.Model":
+                  seed: int = 0, verbose: int = 0, camera_max: float | None = None,
+                  class_balance: str | None = None) -> "keras.Model":
     """Train a compiled ``model`` on in-memory events (shuffled, augmented, full batches) with the
     learning-rate schedule of ``params``, then re-estimate its batch-normalisation statistics on
     the training events (``batchnorm.recalibrate``), as every network that is evaluated needs.
 
-    images : (N, 8, H, W) camera counts of range ``camera_max`` (ADU); labels : (N,) class
-    indices. Returns ``model``."""
-    model.fit(EventSequence(images, labels, batch_size, shuffle=True, augment=True, seed=seed, camera_max=camera_max),
-              epochs=epochs, verbose=verbose, callbacks=[schedule_callback(params, epochs)])
+    images : (N, 8, H, W) camera counts of range ``camera_max`` (ADU); labels : (N,) indices of
+    the model's classes (one per output); class_balance : as :class:`EventSequence` (default
+    ``params["class_balance"]``, else ``"weights"``, the profiles' default). Returns ``model``."""
+    balance = class_balance or params.get("class_balance", "weights")
+    train = EventSequence(images, labels, batch_size, shuffle=True, augment=True, seed=seed, camera_max=camera_max,
+                          n_classes=int(model.output_shape[-1]), class_balance=balance)
+    model.fit(train, epochs=epochs, verbose=verbose, callbacks=[schedule_callback(params, epochs)])
     batchnorm.recalibrate(model, batchnorm.sequence_batches(
         EventSequence(images, None, batch_size, shuffle=True, seed=seed + 1, full_batches=True, camera_max=camera_max)))
     return model
 
 
-def fit(params: dict, train: EventSequence, validation: EventSequence | None, epochs: int, workdir,
-        width_scale=1.0, ensemble: int = 0, verbose: int = 0):
+def stop_epoch(val_loss, smoothing: int = 1, patience: int = 0, min_epochs: int = 1) -> int | None:
+    """The epoch (1-based) at which early stopping ends a fit with validation losses ``val_loss``
+    (one per epoch so far), or None while it goes on.
+
+    The smoothed loss of epoch e is the mean of the last ``smoothing`` losses up to e (fewer at
+    the start); the fit stops at the first epoch e >= ``min_epochs`` at which the smoothed loss has
+    not fallen below its best for ``patience`` epochs. ``patience`` 0: never stops. A NaN loss
+    counts as no improvement."""
+    if patience <= 0:
+        return None
+    v = np.asarray(val_loss, dtype=float)
+    best, since = np.inf, 0
+    for i in range(len(v)):
+        smoothed = v[max(0, i - int(smoothing) + 1):i + 1].mean()
+        if smoothed < best:
+            best, since = smoothed, 0
+        else:
+            since += 1
+        if since >= patience and i + 1 >= min_epochs:
+            return i + 1
+    return None
+
+
+class SmoothedEarlyStopping(keras.callbacks.Callback):
+    """Stops the fit at :func:`stop_epoch` of the validation losses logged so far: the epochs
+    before this run of ``fit`` from the fit's ``history.csv`` (so a resumed fit stops where an
+    unbroken one would), this run's from the logs. Put it after ``batchnorm.Recalibration``
+    (which logs ``val_loss``) and before the CSV logger."""
+
+    def __init__(self, history_csv, smoothing: int, patience: int, min_epochs: int = 1):
+        super().__init__()
+        self.history_csv, self.smoothing, self.patience = Path(history_csv), int(smoothing), int(patience)
+        self.min_epochs = int(min_epochs)
+        self.stopped_epoch = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not logs or "val_loss" not in logs:
+            return
+        before = []
+        if self.history_csv.exists() and self.history_csv.stat().st_size:
+            h = pd.read_csv(self.history_csv).drop_duplicates("epoch", keep="last")
+            before = h.loc[h["epoch"] < epoch].sort_values("epoch")["val_loss"].tolist()
+        if stop_epoch(before + [float(logs["val_loss"])], self.smoothing, self.patience, self.min_epochs) is not None:
+            self.stopped_epoch = epoch + 1
+            self.model.stop_training = True
+
+
+def read_network(workdir) -> dict | None:
+    """The fit's ``network.json`` (class list, and ``last_epoch`` once finished), or None."""
+    path = Path(workdir) / NETWORK_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def check_classes(workdir, classes) -> None:
+    """Raise :class:`ClassListError` when the fit in ``workdir`` was made with another class list."""
+    info = read_network(workdir)
+    if info is not None and list(info["classes"]) != list(classes):
+        raise ClassListError(f"the networks in {workdir} were trained with the classes {info['classes']}, "
+                             f"not {list(classes)} (network.classes of the profile)")
+
+
+def _write_network(workdir: Path, classes, **extra) -> None:
+    info = {"classes": list(classes), "signal": [classes[i] for i in signal_indices(classes)],
+            "background": [c for i, c in enumerate(classes) if i not in signal_indices(classes)], **extra}
+    tmp = workdir / (NETWORK_FILE + ".tmp")
+    tmp.write_text(json.dumps(info, indent=1))
+    tmp.replace(workdir / NETWORK_FILE)
+
+
+def _members(workdir: Path, last: int, ensemble: int) -> list:
+    """The snapshot ensemble: the last ``ensemble`` epochs up to ``last`` (at least epoch 1)."""
+    return [workdir / f"epoch_{e:03d}.keras" for e in range(max(1, last - ensemble + 1), last + 1)] if ensemble else []
+
+
+def fit(params: dict, train, validation, epochs: int, workdir, width_scale=1.0, ensemble: int = 0,
+        verbose: int = 0, classes=None, early_stopping: dict | None = None):
     """Train, writing ``epoch_NNN.keras`` after every epoch into ``workdir``; an interrupted fit
     resumes from ``workdir/backup`` (BackupAndRestore); a finished one is loaded, not redone.
     At every epoch's end the batch-normalisation statistics are re-estimated on training batches
     (``batchnorm.Recalibration``) before ``val_loss`` is computed and the epoch saved.
-    Returns (model, history DataFrame, ensemble member paths: the last ``ensemble`` epochs)."""
+
+    classes : the class list (:func:`class_list`), written to ``workdir/network.json`` and
+    checked against it (:class:`models.ClassListError` when the fit there used another);
+    early_stopping : {"smoothing", "patience"} (:func:`stop_epoch`; needs ``validation``; never
+    before the ensemble's epochs exist). The last epoch trained is recorded in ``network.json``.
+    Returns (model, history DataFrame, ensemble member paths: the last ``ensemble`` epochs up to
+    the last epoch trained)."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    members = [workdir / f"epoch_{e:03d}.keras" for e in range(epochs - ensemble + 1, epochs + 1)] if ensemble else []
-    done = workdir / f"epoch_{epochs:03d}.keras"
-    if done.exists() and not (workdir / "backup").exists():  # finished before: nothing to redo
-        return load_member(done), _history(workdir), members
-    model = build(params, width_scale, jit_compile=use_xla(params, width_scale, train.batch_size,
-                                                           epochs * len(train) * train.batch_size))
+    classes = class_list(params, classes)
+    check_classes(workdir, classes)
+    es = dict(early_stopping or {})
+    smoothing, patience = int(es.get("smoothing", 1)), int(es.get("patience", 0)) if validation is not None else 0
+    info, backup = read_network(workdir) or {}, workdir / "backup"
+    last = info.get("last_epoch")
+    if last is None and not backup.exists() and (workdir / f"epoch_{epochs:03d}.keras").exists():
+        last = epochs  # finished before network.json existed
+    elif last is None and patience and (workdir / "history.csv").exists():
+        # killed between an early stop and the end of the fit: finished at the stop
+        logged = _history(workdir)
+        e = stop_epoch(logged["val_loss"], smoothing, patience, ensemble) if "val_loss" in logged else None
+        if e is not None and (workdir / f"epoch_{e:03d}.keras").exists():
+            last = e
+            shutil.rmtree(backup, ignore_errors=True)
+    if last is not None and not backup.exists():  # finished before: nothing to redo
+        _write_network(workdir, classes, last_epoch=int(last))
+        model = load_member(workdir / f"epoch_{last:03d}.keras", classes)
+        return model, _history(workdir), _members(workdir, int(last), ensemble)
+    _write_network(workdir, classes)
+    model = build(params, width_scale, classes=classes,
+                  jit_compile=use_xla({**params, "classes": list(classes)}, width_scale, train.batch_size,
+                                      epochs * len(train) * train.batch_size))
     callbacks = [
         schedule_callback(params, epochs),
         batchnorm.Recalibration(train, validation),  # before the callbacks that save or log the epoch
+        SmoothedEarlyStopping(workdir / "history.csv", smoothing, patience, min_epochs=ensemble),
         keras.callbacks.ModelCheckpoint(str(workdir / "epoch_{epoch:03d}.keras")),
-        keras.callbacks.BackupAndRestore(str(workdir / "backup")),
+        keras.callbacks.BackupAndRestore(str(backup)),
         keras.callbacks.CSVLogger(str(workdir / "history.csv"), append=True),
     ]
-    meta = workdir / "backup" / "training_metadata.json"
+    meta = backup / "training_metadata.json"
     if meta.exists() and hasattr(train, "on_epoch_end"):
         # resuming: give the batches of the epoch the fit restarts at, as an unbroken fit would
-        import json
         for _ in range(int(json.loads(meta.read_text()).get("epoch", 0))):
             train.on_epoch_end()
     model.fit(train, epochs=epochs, callbacks=callbacks, verbose=verbose)
-    return model, _history(workdir), members
+    history = _history(workdir)
+    last = int(history["epoch"].max()) + 1
+    _write_network(workdir, classes, last_epoch=last)
+    return model, history, _members(workdir, last, ensemble)
 
 
 def _history(workdir: Path) -> pd.DataFrame:
     """The fit's per-epoch log (a resumed fit appends; the last entry of an epoch counts)."""
-    return pd.read_csv(workdir / "history.csv").drop_duplicates("epoch", keep="last")
+    return pd.read_csv(workdir / "history.csv").drop_duplicates("epoch", keep="last").sort_values("epoch")
 
 
-def load_member(path) -> "keras.Model":
-    """A saved network for inference (optimizer state not restored)."""
-    return keras.models.load_model(path, custom_objects={"CombinedLoss": CombinedLoss}, compile=False)
+def load_member(path, classes=None) -> "keras.Model":
+    """A saved network for inference (optimizer state not restored). With ``classes``, its output
+    size and the class list saved beside it (``network.json``, when there) must match them, else
+    :class:`models.ClassListError`."""
+    path = Path(path)
+    if classes is not None:
+        check_classes(path.parent, classes)
+    model = keras.models.load_model(path, custom_objects={"CombinedLoss": CombinedLoss}, compile=False)
+    if classes is not None:
+        check_output(model, classes, str(path))
+    return model
 
 
 def predict(models: list, images: np.ndarray, batch_size: int = 256, camera_max: float | None = None) -> np.ndarray:
@@ -238,10 +417,12 @@ def predict(models: list, images: np.ndarray, batch_size: int = 256, camera_max:
     return np.stack([m.predict(seq, verbose=0) for m in models]).astype(np.float32)
 
 
-def signal_probability(probabilities: np.ndarray) -> np.ndarray:
-    """Summed carbon probability p(C30keV) + p(C100keV). In float32 it rounds to 1 once p(fog)
-    < ~3e-8: rank and cut on ``scoring``'s log-odds instead."""
-    return probabilities[..., list(SIGNAL_CLASSES)].sum(axis=-1)
+def signal_probability(probabilities: np.ndarray, classes=PAPER_CLASSES) -> np.ndarray:
+    """Summed carbon probability of ``classes`` (p(C30keV) + p(C100keV) for the paper's). In float32
+    it rounds to 1 once the background's is < ~3e-8: rank and cut on ``scoring``'s log-odds instead."""
+    if probabilities.shape[-1] != len(classes):
+        raise ClassListError(f"probabilities of {probabilities.shape[-1]} classes, class list {list(classes)}")
+    return probabilities[..., list(signal_indices(classes))].sum(axis=-1)
 
 
 class ScanSequence(keras.utils.PyDataset):
@@ -257,16 +438,24 @@ class ScanSequence(keras.utils.PyDataset):
     (:func:`preprocessing.standard_counts`; files of a smaller range are rescaled to the largest).
     ``full_batches`` (default: ``shuffle``) fills each window's last, partial batch up with the
     first events of that window, so every batch has ``batch_size`` events.
+    Labels are one-hot over ``n_classes``; ``class_balance`` as :class:`EventSequence`:
+    ``"weights"`` serves the inverse-frequency class weights of all wanted events as sample
+    weights, ``"oversample"`` repeats the blocks of the smaller classes each epoch until every
+    class has about as many events as the largest (to within a block), so windows hold the
+    classes in equal shares.
     """
 
     def __init__(self, folder, events: pd.DataFrame, batch_size: int, shuffle: bool = True, augment: bool = False,
                  seed: int = 0, block_events: int = 1024, window_blocks: int = 8, full_batches: bool | None = None,
-                 **kw):
+                 n_classes: int = len(PAPER_CLASSES), class_balance: str = "none", **kw):
         from . import io
         super().__init__(**kw)
         self.folder = Path(folder)
         self.batch_size, self.shuffle, self.augment, self.seed = int(batch_size), shuffle, augment, int(seed)
         self.full_batches = bool(shuffle if full_batches is None else full_batches)
+        self.n_classes, self.class_balance = int(n_classes), _check_balance(class_balance)
+        self.weights = (class_weights(events["label"].to_numpy(), self.n_classes) if class_balance == "weights"
+                        else None)
         self.block_events, self.window_blocks = block_events, window_blocks
         self.files, self.attrs = {}, {}
         for name, group in events.groupby("file", sort=True):
@@ -282,6 +471,8 @@ class ScanSequence(keras.utils.PyDataset):
     def _plan(self):
         rng = np.random.default_rng([self.seed, self.epoch])
         blocks = [(name, a) for name, (pos, _) in self.files.items() for a in range(0, len(pos), self.block_events)]
+        if self.class_balance == "oversample":
+            blocks = self._oversampled(blocks, rng)
         if self.shuffle:
             blocks = self._stratified(blocks, rng)
         self.windows = [blocks[i:i + self.window_blocks] for i in range(0, len(blocks), self.window_blocks)]
@@ -300,11 +491,8 @@ class ScanSequence(keras.utils.PyDataset):
         window holds them in about their overall proportions (a plain shuffle of a few large
         per-sample blocks gives windows of mostly one class, and the fit chases each window's
         class mix). A block's class is its most common label."""
-        by_class = {}
-        for b in blocks:
-            labels = self.files[b[0]][1][b[1]:b[1] + self.block_events]
-            by_class.setdefault(int(np.bincount(labels).argmax()), []).append((b, len(labels)))
         keyed = []
+        by_class = self._by_class(blocks)
         for members in by_class.values():
             members = [members[i] for i in rng.permutation(len(members))]
             sizes = np.array([n for _, n in members], dtype=float)
@@ -312,6 +500,31 @@ class ScanSequence(keras.utils.PyDataset):
             keys = (start + rng.uniform(size=len(members)) * sizes) / sizes.sum()
             keyed += zip(keys, [b for b, _ in members])
         return [b for _, b in sorted(keyed, key=lambda kb: kb[0])]
+
+    def _by_class(self, blocks: list) -> dict:
+        """{class: [(block, events in it)]}; a block's class is its most common label."""
+        by_class = {}
+        for b in blocks:
+            labels = self.files[b[0]][1][b[1]:b[1] + self.block_events]
+            by_class.setdefault(int(np.bincount(labels).argmax()), []).append((b, len(labels)))
+        return by_class
+
+    def _oversampled(self, blocks: list, rng: np.random.Generator) -> list:
+        """``blocks`` with those of every class repeated (whole copies, then randomly chosen blocks)
+        until the class holds at least as many events as the largest class, less one block."""
+        by_class = self._by_class(blocks)
+        largest = max(sum(n for _, n in members) for members in by_class.values())
+        out = []
+        for members in by_class.values():
+            total = sum(n for _, n in members)
+            reps, rest = divmod(largest, total)
+            out += [b for _ in range(reps) for b, _ in members]
+            for i in rng.permutation(len(members)):
+                if rest <= members[i][1] / 2:
+                    break
+                out.append(members[i][0])
+                rest -= members[i][1]
+        return out
 
     def _window(self, w):
         from . import io
@@ -345,7 +558,8 @@ class ScanSequence(keras.utils.PyDataset):
         x = preprocessing.preprocess(images[sl], self.camera_max)
         if self.augment:
             x = preprocessing.random_symmetry(x, np.random.default_rng([self.seed, self.epoch, idx]))
-        return x, keras.utils.to_categorical(labels[sl], len(CLASSES))
+        y = keras.utils.to_categorical(labels[sl], self.n_classes)
+        return (x, y) if self.weights is None else (x, y, self.weights[labels[sl]].astype(np.float32))
 
     def on_epoch_end(self):
         self.epoch += 1

@@ -10,7 +10,6 @@ import pytest
 from emulsion_core import audit, calibrate, cleaning, occupancy
 from emulsion_core.barshift import barycenters, conventional_variables
 from emulsion_core.features import cluster_features
-from emulsion_core.render import Emitters, digitise, optical_images
 from emulsion_core.simconfig import SimulatorConfig
 from emulsion_core.simulate import PRIMARY_KIND, render_events, scan_layout
 
