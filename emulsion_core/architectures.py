@@ -30,12 +30,18 @@ from .profiles import Profile
 CONTROLS = ("barshift", "cluster_size", "border_control", "shape")
 
 
-def configurations(profile: Profile) -> list[dict]:
-    """The table's entries: ``{"name", "kind": "newsnet" | compact name, "width_scale", "n_identity"}``."""
-    spec = profile.architectures
-    out = [{"name": newsnet_name(c["width_scale"], c.get("n_identity")), "kind": "newsnet",
-            "width_scale": list(c["width_scale"]), "n_identity": c.get("n_identity")} for c in spec["newsnet"]]
-    return out + [{"name": name, "kind": name} for name in spec["compact"]]
+def configurations(profile: Profile, params: dict | None = None) -> list[dict]:
+    """The table's entries: ``{"name", "kind": "newsnet" | compact name, "width_scale", "n_identity"}``;
+    a NEWSnet entry without ``n_identity`` takes that of ``params`` (the search's), and an entry
+    that repeats an earlier one is left out."""
+    out = []
+    for c in profile.architectures["newsnet"]:
+        n_id = c.get("n_identity", (params or {}).get("n_identity"))
+        entry = {"name": newsnet_name(c["width_scale"], n_id), "kind": "newsnet", "width_scale": list(c["width_scale"]),
+                 "n_identity": None if n_id is None else int(n_id)}
+        if entry not in out:
+            out.append(entry)
+    return out + [{"name": name, "kind": name} for name in profile.architectures["compact"]]
 
 
 def newsnet_name(width_scale, n_identity=None) -> str:
@@ -83,7 +89,7 @@ def sweep(profile: Profile, params: dict, progress: bool = True, n_timing: int =
     path = table_path(profile)
     done = _read(path)
     budget, batch = profile.architectures["budget"], profile.network["batch_size"]
-    todo = [c for c in configurations(profile) if _digest(profile, params, c) not in done]
+    todo = [c for c in configurations(profile, params) if _digest(profile, params, c) not in done]
     if todo:
         _, x_train, y_train = split_data(profile, "train", budget["train_fraction"], profile.seed)
         val_rows, x_val, _ = split_data(profile, "validation")
@@ -104,7 +110,7 @@ def sweep(profile: Profile, params: dict, progress: bool = True, n_timing: int =
             "validation AUC": round(binary_auc(scored), 3), **red}
         keras.backend.clear_session()
         _write(path, done)
-    rows = [done[_digest(profile, params, c)] for c in configurations(profile)]
+    rows = [done[_digest(profile, params, c)] for c in configurations(profile, params)]
     return pd.DataFrame(rows).set_index("architecture")
 
 
@@ -178,7 +184,11 @@ def ceiling(rows: pd.DataFrame, n_grains: np.ndarray, seed: int = 0) -> dict:
 def format_table(table: pd.DataFrame, profile: Profile | None = None, params: dict | None = None) -> pd.DataFrame:
     """The table as text: the fog fraction with its 68 % interval, blanks where a row has no value,
     and with ``profile`` and ``params`` a mark on the NEWSnet configuration the profile trains."""
-    out = table.drop(columns=["fog low", "fog high"]).astype(object).where(table.notna(), "")
+    out = table.drop(columns=["fog low", "fog high"]).astype(object)
+    for column in ("parameters", "train events/s", "inference events/s"):
+        if column in out:
+            out[column] = [f"{int(v):,}" if pd.notna(v) else v for v in table[column]]
+    out = out.where(table.drop(columns=["fog low", "fog high"]).notna(), "")
     out["fog at 30% C100keV"] = [metrics.format_value(v, v - lo, hi - v) for v, lo, hi in
                                  zip(table["fog at 30% C100keV"], table["fog low"], table["fog high"])]
     if profile is not None:

@@ -93,7 +93,7 @@ def test_the_table_resumes_instead_of_retraining(tmp_path, monkeypatch):
     monkeypatch.setattr(scoring, "class_logits", lambda model, x: np.log(np.tile([0.25, 0.25, 0.5], (n, 1)))
                         + np.linspace(0, 1, n)[:, None] * [1, 1, 0])
     first = architectures.sweep(profile, PAPER_PARAMETERS, progress=False)
-    assert fits == ["newsnet"] and list(first.index) == ["NEWSnet stem 1/16, residual 1/16"]
+    assert fits == ["newsnet"] and list(first.index) == ["NEWSnet stem 1/16, residual 1/16, 3 id"]
     again = architectures.sweep(profile, PAPER_PARAMETERS, progress=False)
     assert fits == ["newsnet"]  # read back, not retrained
     pd.testing.assert_frame_equal(first, again)
@@ -102,7 +102,20 @@ def test_the_table_resumes_instead_of_retraining(tmp_path, monkeypatch):
         "newsnet": [{"width_scale": 0.0625}, {"width_scale": [0.0625, 0.125]}], "compact": ["compact_3d"]}})
     both = architectures.sweep(wider, PAPER_PARAMETERS, progress=False)
     assert fits == ["newsnet", "newsnet", "compact_3d"]
-    assert list(both.index) == ["NEWSnet stem 1/16, residual 1/16", "NEWSnet stem 1/16, residual 1/8", "compact_3d"]
+    assert list(both.index) == ["NEWSnet stem 1/16, residual 1/16, 3 id", "NEWSnet stem 1/16, residual 1/8, 3 id",
+                                "compact_3d"]
+
+
+def test_an_entry_without_identity_blocks_takes_the_searchs_and_is_not_repeated():
+    raw = {"profile": "x", "seed": 1, "dataset": "x", "samples": ["fog"],
+           "events": {"rotated": {"fog": 10}, "test": {"fog": 10}},
+           "architectures": {"newsnet": [{"width_scale": [0.125, 0.25], "n_identity": 1},
+                                         {"width_scale": [0.125, 0.25]}], "compact": ["compact_3d"]}}
+    p = profiles.from_dict(raw)
+    names = [c["name"] for c in architectures.configurations(p, {"n_identity": 1})]
+    assert names == ["NEWSnet stem 1/8, residual 1/4, 1 id", "compact_3d"]
+    names = [c["name"] for c in architectures.configurations(p, {"n_identity": 2})]
+    assert names == ["NEWSnet stem 1/8, residual 1/4, 1 id", "NEWSnet stem 1/8, residual 1/4, 2 id", "compact_3d"]
 
 
 def _raw(profile) -> dict:
