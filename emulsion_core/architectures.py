@@ -10,7 +10,7 @@ widths, :func:`training.scaled_widths`) and its number of identity blocks. Rows 
 ``results/<profile>/newsnet/architectures.csv`` as they finish, keyed by their inputs and code
 (:mod:`provenance`), so an interrupted table resumes and a finished one is read back.
 
-Reference rows: the controls of Table 1 (barshift, cluster size, border ring, shape) at the same
+Reference rows: the controls of Table 1 (barshift, cluster size, border ring) at the same
 30 % C100keV cut, and, on simulated scans, the ceiling set by the true number of grains: single-grain
 carbon events are the simulator's fog grains (one grain model), so no classifier can rank them
 above fog, and the AUC of the grain count bounds what any network can reach.
@@ -27,7 +27,7 @@ from . import conventional, dataset, metrics, paths, provenance, scoring, traini
 from .models import ARCHITECTURES, flops_per_event, keras, trainable_parameters
 from .profiles import Profile
 
-CONTROLS = ("barshift", "cluster_size", "border_control", "shape")
+CONTROLS = ("barshift", "cluster_size", "border_control")  # written by notebooks 01-02, before this table
 
 
 def configurations(profile: Profile, params: dict | None = None) -> list[dict]:
