@@ -66,7 +66,7 @@ def test_grain_count_ceiling_is_the_analytic_auc():
     got = architectures.ceiling(rows, counts, seed=1)
     carbon = counts[n_fog:]
     f = np.mean(carbon == 1)
-    assert got["validation AUC"] == pytest.approx(1 - f / 2, abs=0.005)
+    assert got["validation AUC"] == pytest.approx(1 - f / 2, abs=0.0006)  # exact up to rounding
     assert got["fog at 30% C100keV"] == 0.0  # 90 % of C100keV has >= 2 grains: the cut sits above every fog event
 
 
