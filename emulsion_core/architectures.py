@@ -82,10 +82,13 @@ def table_path(profile: Profile):
 def sweep(profile: Profile, params: dict, progress: bool = True, n_timing: int = 256) -> pd.DataFrame:
     """Train and score every entry of :func:`configurations` (resumable); returns one row each:
     trainable parameters, MFLOPs per event, training and inference events/s on this machine,
-    validation AUC (carbon vs fog) and the fog fraction at the 30 % C100keV validation cut."""
+    validation AUC (carbon vs fog) and the fog fraction at the 30 % C100keV validation cut.
+
+    The compact nets are also scored on the test split and their Table 1 rows (method: the net's
+    name; the cut set on validation like every method's) written to ``table1.csv``."""
     from tqdm import tqdm
 
-    from .network_analysis import classes, split_data
+    from .network_analysis import binary_auc, classes, split_data, table1_samples, throughput
     names = classes(profile)
     # the network's classes and class balance travel with the parameters, as in the search
     params = {**params, "classes": list(names), "class_balance": profile.training.get("class_balance", "weights")}
@@ -95,26 +98,37 @@ def sweep(profile: Profile, params: dict, progress: bool = True, n_timing: int =
     todo = [c for c in configurations(profile, params) if _digest(profile, params, c) not in done]
     if todo:
         _, x_train, y_train = split_data(profile, "train", budget["train_fraction"], profile.seed)
-        val_rows, x_val, _ = split_data(profile, "validation")
         scale = dataset.camera_max(dataset.dataset_dir(profile))
     for config in tqdm(todo, desc="architectures", disable=not progress):
         keras.utils.set_random_seed(profile.seed)
         model = training.compile_model(build(config, params, len(names)), params, False, names)
         training.fit_in_memory(model, params, x_train, y_train, budget["epochs"], batch, profile.seed, camera_max=scale)
-        z = scoring.class_logits(model, training.EventSequence(x_val, None, batch, camera_max=scale))
-        scored = val_rows.assign(score=scoring.member_log_odds(z, names))
-        from .network_analysis import binary_auc, throughput
+        scored = []
+        for split in ("validation",) if config["kind"] == "newsnet" else ("validation", "test"):
+            rows, images, _ = split_data(profile, split)
+            z = scoring.class_logits(model, training.EventSequence(images, None, batch, camera_max=scale))
+            scored.append(rows.assign(score=scoring.member_log_odds(z, names)))
+            del images
+        scored = pd.concat(scored, ignore_index=True)
+        validation = scored[scored["split"] == "validation"]
         rate = throughput(model, x_train[:n_timing], batch, scale)
-        red = _fog_fraction(scored, "score")
-        done[_digest(profile, params, config)] = {
-            "architecture": config["name"], "parameters": trainable_parameters(model),
-            "MFLOPs per event": round(flops_per_event(model) / 1e6, 1),
-            "train events/s": round(rate["train_events_per_s"]), "inference events/s": round(rate["inference_events_per_s"]),
-            "validation AUC": round(binary_auc(scored), 3), **red}
+        record = {"architecture": config["name"], "parameters": trainable_parameters(model),
+                  "MFLOPs per event": round(flops_per_event(model) / 1e6, 1),
+                  "train events/s": round(rate["train_events_per_s"]),
+                  "inference events/s": round(rate["inference_events_per_s"]),
+                  "validation AUC": round(binary_auc(validation), 3), **_fog_fraction(validation, "score")}
+        if config["kind"] != "newsnet":
+            cut = conventional.reference_threshold(scored, "score")[0]
+            rows = conventional.table1_rows(scored, config["name"], "score", cut, samples=table1_samples(names))
+            record["table1"] = json.loads(rows.to_json(orient="records"))
+        done[_digest(profile, params, config)] = record
         keras.backend.clear_session()
         _write(path, done)
-    rows = [done[_digest(profile, params, c)] for c in configurations(profile, params)]
-    return pd.DataFrame(rows).set_index("architecture")
+    records = [done[_digest(profile, params, c)] for c in configurations(profile, params)]
+    table1 = [r for rec in records for r in rec.get("table1", [])]
+    if table1:
+        conventional.write_table1(pd.DataFrame(table1), profile)
+    return pd.DataFrame([{k: v for k, v in r.items() if k != "table1"} for r in records]).set_index("architecture")
 
 
 def _digest(profile: Profile, params: dict, config: dict) -> str:

@@ -104,6 +104,10 @@ def test_the_table_resumes_instead_of_retraining(tmp_path, monkeypatch):
     assert fits == ["newsnet", "newsnet", "compact_3d"]
     assert list(both.index) == ["NEWSnet stem 1/16, residual 1/16, 3 id", "NEWSnet stem 1/16, residual 1/8, 3 id",
                                 "compact_3d"]
+    table1 = pd.read_csv(tmp_path / "results" / "arch" / "table1.csv")  # the compact net's Table 1 rows
+    assert set(table1["method"]) == {"compact_3d"}
+    c100 = table1[(table1["sample"] == "C100keV") & (table1["split"] == "validation")]
+    assert c100["value"].iloc[0] == pytest.approx(0.3, abs=1 / 16)  # the reference cut keeps 30 % of C100keV
 
 
 def test_an_entry_without_identity_blocks_takes_the_searchs_and_is_not_repeated():
