@@ -262,9 +262,9 @@ def throughput(model, images: np.ndarray, batch_size: int, camera_max: float, re
         model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=training.CombinedLoss(0.5))
     seq = training.EventSequence(images, labels, batch_size, shuffle=True, augment=True, camera_max=camera_max,
                                  n_classes=int(model.output_shape[-1]))
-    model.fit(seq, epochs=1, verbose=0)
+    model.fit(seq, epochs=1, verbose=0, shuffle=False)
     t = time.perf_counter()
-    model.fit(seq, epochs=1, verbose=0)
+    model.fit(seq, epochs=1, verbose=0, shuffle=False)
     train_rate = len(images) / (time.perf_counter() - t)
     pseq = training.EventSequence(images, None, batch_size, camera_max=camera_max)
     model.predict(pseq, verbose=0)
