@@ -7,7 +7,7 @@ normalisation re-estimated after the fit (``training.fit_in_memory``), and score
 validation split by the log-odds of carbon against fog (``scoring``). A NEWSnet configuration is
 its widths (``[stem scale, residual scale]`` of the paper's 32/64 stem and searched residual
 widths, :func:`training.scaled_widths`) and its number of identity blocks. Rows are written to
-``results/<profile>/newsnet/architectures.csv`` as they finish, keyed by their inputs and code
+``results/<profile>/newsnet/architectures.json`` as they finish, keyed by their inputs and code
 (:mod:`provenance`), so an interrupted table resumes and a finished one is read back.
 
 Reference rows: the controls of Table 1 (barshift, cluster size, border ring) at the same
@@ -76,7 +76,7 @@ def _key(profile: Profile, params: dict, config: dict) -> dict:
 
 def table_path(profile: Profile):
     from .network_analysis import workdir
-    return workdir(profile) / "architectures.csv"
+    return workdir(profile) / "architectures.json"
 
 
 def sweep(profile: Profile, params: dict, progress: bool = True, n_timing: int = 256) -> pd.DataFrame:
