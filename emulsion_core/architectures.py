@@ -119,8 +119,8 @@ def sweep(profile: Profile, params: dict, progress: bool = True, n_timing: int =
                   "validation AUC": round(binary_auc(validation), 3), **_fog_fraction(validation, "score")}
         if config["kind"] != "newsnet":
             cut = conventional.reference_threshold(scored, "score")[0]
-            rows = conventional.table1_rows(scored, config["name"], "score", cut, samples=table1_samples(names))
-            record["table1"] = json.loads(rows.to_json(orient="records"))
+            table1_rows = conventional.table1_rows(scored, config["name"], "score", cut, samples=table1_samples(names))
+            record["table1"] = json.loads(table1_rows.to_json(orient="records"))
         done[_digest(profile, params, config)] = record
         keras.backend.clear_session()
         _write(path, done)
@@ -148,8 +148,8 @@ def _write(path, rows: dict) -> None:
 def _fog_fraction(table: pd.DataFrame, column: str) -> dict:
     """Fog fraction passing the cut that keeps 30 % of C100keV validation events, with its 68 %
     interval: ``fog at 30% C100keV``, ``fog low``, ``fog high``."""
-    cut = conventional.reference_threshold(table, column)[0]
-    red = metrics.reduction_factor(conventional.select(table, "fog", "validation")[column], cut)
+    from .network_analysis import reduction_at_reference
+    red = reduction_at_reference(table, column)
     return {"fog at 30% C100keV": red["value"], "fog low": red["low"], "fog high": red["high"]}
 
 
