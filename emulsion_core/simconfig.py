@@ -254,6 +254,12 @@ class SimulatorConfig:
     view_size_um: tuple = (60.0, 45.0)  # field of view ([NW] settings.mac)
     beam_phi_deg: float = 0.0  # beam along 0 deg in the emulsion frame ([P21] 2.1)
     max_segments: int = 32  # per event; more are dropped (faintest first)
+    # a dataset holds a random subset of each view's events, as the experiment's datasets are subsets
+    # of scans of hundreds of views ([PHD]: 404-606 views per fog scan; [P21] 3.2: ~1e5 events per
+    # sample): mean events recorded per view. The view's density (rates, cleaning) is the whole
+    # view's; this only spreads a sample over enough views that its view-to-view acquisition draws
+    # average out, as they do in real scans
+    recorded_per_view: float = 20.0
 
     def area(self, sample: str, scan: str) -> AreaConditions:
         """Conditions of the area that ``scan`` of ``sample`` images."""

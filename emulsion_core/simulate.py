@@ -71,13 +71,17 @@ def scan_layout(sample: str, scan: str, n_events: int, seed: int, cfg: Simulator
     area = cfg.area(sample, scan)
     # views one after the other until the scan has n_events; a view on a scratch holds
     # dense_view_factor times more events, the excess being scratch debris
+    # the file records a random subset of each view (recorded_per_view on average): counts is the
+    # view's whole population, which sets its density, rates and cleaning
     mean_weight = 1.0 - area.dense_view_fraction + area.dense_view_fraction * area.dense_view_factor
-    n_views = int(n_events / (area.events_per_view * mean_weight) * 1.5) + 10
+    kept = min(1.0, cfg.recorded_per_view / area.events_per_view)
+    n_views = int(n_events / (area.events_per_view * mean_weight * kept) * 1.5) + 10
     dense = rng.random(n_views) < area.dense_view_fraction
     counts = rng.poisson(area.events_per_view * np.where(dense, area.dense_view_factor, 1.0))
     counts = np.maximum(counts, 1)
-    n_views = int(np.searchsorted(np.cumsum(counts), n_events)) + 1
-    view = np.repeat(np.arange(n_views), counts[:n_views])[:n_events]
+    recorded = rng.binomial(counts, kept)
+    n_views = int(np.searchsorted(np.cumsum(recorded), n_events)) + 1
+    view = np.repeat(np.arange(n_views), recorded[:n_views])[:n_events]
     scratch = dense[view] & (rng.random(n_events) < 1.0 - 1.0 / area.dense_view_factor)
     probs = {"dust": area.dust, "noise": area.noise, "nanoparticle": area.nanoparticle,
              "fog": area.contamination if sample in SIGNAL_SAMPLES else 0.0}

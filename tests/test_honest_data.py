@@ -173,3 +173,17 @@ def test_c30kev_barshift_floor_matches_the_measured_distribution(c30_barshift):
     """physics.md a.4: measured C30keV barshift 10 % quantile 10 nm."""
     q10 = np.quantile(c30_barshift, 0.1)
     assert abs(q10 - 10.0) <= 5.0, q10
+
+
+@pytest.mark.parametrize("sample", ["C30keV", "C100keV", "fog", "gamma"])
+def test_a_sample_spans_many_views_at_its_own_density(sample):
+    """A dataset records a subset of each view, so every sample's events come from many views (its
+    view-to-view acquisition draws average out) while the density, which sets the rates, stays the
+    whole view's. Before, gamma's 2,000 events came from 25 views and carbon's from 7."""
+    n = 2000
+    layout = scan_layout(sample, "rot0", n, 5, CFG)
+    area = CFG.area(sample, "rot0")
+    scratch_weight = 1 + area.dense_view_fraction * (area.dense_view_factor - 1)  # scratch views hold more
+    assert len(np.unique(layout.view)) >= 0.8 * n / (CFG.recorded_per_view * scratch_weight)
+    normal = layout.kind != "scratch"  # scratch views hold dense_view_factor times more
+    assert np.median(layout.view_density[normal]) == pytest.approx(area.events_per_view, rel=0.1)
