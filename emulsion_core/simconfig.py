@@ -229,7 +229,7 @@ def _default_areas(contamination: dict | None = None) -> dict:
         "C30keV": dict(carbon, dust=0.04, noise=0.04),  # the damaged sample ([P21] sec. 2)
         "C60keV": carbon, "C100keV": carbon,
         "fog": dict(dust=0.10, noise=0.20, nanoparticle=0.22, events_per_view=130.0, dense_view_fraction=0.08),
-        "gamma": dict(events_per_view=80.0),  # sparse Compton electrons (assumption): ~25 views per default sample
+        "gamma": dict(events_per_view=80.0),  # sparse Compton electrons (assumption)
     }
     return {f"{s}/{a}": AreaConditions(contamination=float(contamination.get(s, {}).get(a, 0.0)), **populations[s])
             for s in SAMPLES for a in ("train", "test")}

@@ -258,3 +258,32 @@ def test_misclassified_gallery_draws_one_strip_per_event(rng):
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert len(texts) == 5 and "barshift 30.0 nm" in texts[0] and "barshift" not in texts[1]
     plots.plt.close(fig)
+
+
+def test_seed_spread_trains_every_seed_and_cuts_each_at_the_same_log_odds(monkeypatch):
+    """Every seed of training.seeds (after the profile's) gets its own fit, and every fit's
+    validation events are cut at the one given log-odds: the fractions follow the scores."""
+    from emulsion_core import network_analysis
+    profile = _profile(network={"classes": list(PAPER)}, training={"seeds": [7, 9]})
+    trained = []
+
+    def fake_fit(prof, params, verbose=0, seed=None):
+        trained.append(seed)
+        return pd.DataFrame({"epoch": range(seed % 4)}), [f"seed{seed}"]
+
+    def fake_score(prof, members, splits=("validation",), save=True):
+        seed = int(members[0][4:])
+        n = 100
+        # fog: `seed` of 100 events above the cut at 0; carbon: 50 of 100 per class
+        rows = [("fog", 1.0 if i < seed else -1.0) for i in range(n)]
+        rows += [(s, 1.0 if i < 50 else -1.0) for s in ("C30keV", "C100keV") for i in range(n)]
+        return pd.DataFrame(rows, columns=["sample", "score"]).assign(split="validation"), None
+
+    monkeypatch.setattr(network_analysis, "train_final", fake_fit)
+    monkeypatch.setattr(network_analysis, "score", fake_score)
+    out = network_analysis.seed_spread(profile, {}, cut=0.0)
+    assert trained == [3, 7, 9] and list(out["seed"]) == [3, 7, 9]
+    assert list(out["last_epoch"]) == [3, 3, 1]
+    np.testing.assert_allclose(out["fog"], [0.03, 0.07, 0.09])
+    np.testing.assert_allclose(out["C100keV"], 0.5)
+    assert out.loc[1, "fog passed"] == "7 / 100"
