@@ -74,12 +74,19 @@ def scan_layout(sample: str, scan: str, n_events: int, seed: int, cfg: Simulator
     # the file records a random subset of each view (recorded_per_view on average): counts is the
     # view's whole population, which sets its density, rates and cleaning
     mean_weight = 1.0 - area.dense_view_fraction + area.dense_view_fraction * area.dense_view_factor
+    if not cfg.recorded_per_view > 0:
+        raise ValueError(f"simulator: recorded_per_view must be > 0 events per view, not {cfg.recorded_per_view}")
     kept = min(1.0, cfg.recorded_per_view / area.events_per_view)
     n_views = int(n_events / (area.events_per_view * mean_weight * kept) * 1.5) + 10
     dense = rng.random(n_views) < area.dense_view_fraction
     counts = rng.poisson(area.events_per_view * np.where(dense, area.dense_view_factor, 1.0))
     counts = np.maximum(counts, 1)
     recorded = rng.binomial(counts, kept)
+    while recorded.sum() < n_events:  # rare (a few recorded events per view): scan more views
+        more = rng.random(n_views) < area.dense_view_fraction
+        extra = np.maximum(rng.poisson(area.events_per_view * np.where(more, area.dense_view_factor, 1.0)), 1)
+        dense, counts = np.r_[dense, more], np.r_[counts, extra]
+        recorded = np.r_[recorded, rng.binomial(extra, kept)]
     n_views = int(np.searchsorted(np.cumsum(recorded), n_events)) + 1
     view = np.repeat(np.arange(n_views), recorded[:n_views])[:n_events]
     scratch = dense[view] & (rng.random(n_events) < 1.0 - 1.0 / area.dense_view_factor)

@@ -187,3 +187,13 @@ def test_a_sample_spans_many_views_at_its_own_density(sample):
     assert len(np.unique(layout.view)) >= 0.8 * n / (CFG.recorded_per_view * scratch_weight)
     normal = layout.kind != "scratch"  # scratch views hold dense_view_factor times more
     assert np.median(layout.view_density[normal]) == pytest.approx(area.events_per_view, rel=0.1)
+
+
+def test_a_scan_with_few_recorded_events_per_view_still_has_all_its_events():
+    """However few events a view records, the scan draws views until it has n_events; a
+    recorded_per_view that is not positive stops with an error naming it."""
+    for n in (1, 2, 50):
+        layout = scan_layout("gamma", "rot0", n, 4, CFG.replace(recorded_per_view=1e-3))
+        assert len(layout.view) == n and len(layout.kind) == n
+    with pytest.raises(ValueError, match="recorded_per_view"):
+        scan_layout("fog", "rot0", 10, 4, CFG.replace(recorded_per_view=0.0))
