@@ -90,7 +90,7 @@ def dataset_statistics(folder, events: pd.DataFrame, progress: bool = True) -> p
         return event_statistics(ordered, float(attrs["camera_max"]))
 
     measured = dataset.measure_events(folder, events, measure, "audit", progress)
-    keys = events[["file", "event_id", "sample", "split", "area"]]
+    keys = events[[c for c in ("file", "event_id", "sample", "scan", "split", "area") if c in events.columns]]
     return keys.merge(measured, on=["file", "event_id"], how="left", validate="one_to_one")
 
 
@@ -104,13 +104,25 @@ def folded_auc(a, b) -> float:
     return float(max(auc, 1.0 - auc))
 
 
+def null_scans(train: pd.DataFrame, sample: str) -> tuple[str, str] | None:
+    """The two training-area scans of ``sample`` with the most events (ties: by name), whose
+    comparison is the audit's null floor: one sample, one physics, only the views differ."""
+    counts = train.loc[train["sample"] == sample, "scan"].astype(str).value_counts()
+    if len(counts) < 2:
+        return None
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return ranked[0][0], ranked[1][0]
+
+
 def auc_table(stats: pd.DataFrame, statistics=STATISTICS) -> pd.DataFrame:
     """Folded ROC AUC of each statistic for every pair of samples (training area: train and
-    validation events) and for the training vs test area of each sample.
+    validation events), for the training vs test area of each sample and, when ``stats`` has a
+    ``scan`` column, for two scans of one sample (:func:`null_scans`): the null floor, what
+    counting and view-to-view draws alone give, against which a sample pair is read.
 
-    Rows: comparisons (``C30keV vs fog``, ``fog: train vs test area``); columns: statistics and
-    ``max`` (over the pure acquisition statistics, ACQUISITION) and ``max_any``; events per side
-    in ``n_a``, ``n_b``.
+    Rows: comparisons (``C30keV vs fog``, ``fog: train vs test area``, ``fog: rot0 vs rot0_repeat
+    (null)``); columns: statistics and ``max`` (over the pure acquisition statistics, ACQUISITION)
+    and ``max_any``; events per side in ``n_a``, ``n_b``.
     """
     train = stats[stats["split"] != "test"]
     samples = [s for s in pd.unique(stats["sample"].astype(str))]
@@ -119,6 +131,12 @@ def auc_table(stats: pd.DataFrame, statistics=STATISTICS) -> pd.DataFrame:
     pairs += [(f"{s}: train vs test area", train[train["sample"] == s], stats[(stats["sample"] == s)
                                                                              & (stats["split"] == "test")])
               for s in samples]
+    if "scan" in stats.columns:
+        for s in samples:
+            scans = null_scans(train, s)
+            if scans:
+                a, b = (train[(train["sample"] == s) & (train["scan"].astype(str) == x)] for x in scans)
+                pairs.append((f"{s}: {scans[0]} vs {scans[1]} (null)", a, b))
     rows = []
     for label, a, b in pairs:
         row = {"comparison": label, "n_a": len(a), "n_b": len(b)}

@@ -5,6 +5,7 @@ honest-data change (per-class backgrounds, per-class grain priors, fixed rates, 
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from emulsion_core import audit, calibrate, cleaning, occupancy
@@ -197,3 +198,20 @@ def test_a_scan_with_few_recorded_events_per_view_still_has_all_its_events():
         assert len(layout.view) == n and len(layout.kind) == n
     with pytest.raises(ValueError, match="recorded_per_view"):
         scan_layout("fog", "rot0", 10, 4, CFG.replace(recorded_per_view=0.0))
+
+
+def test_audit_table_reads_each_sample_against_its_own_scans():
+    """The null rows compare two scans of one sample: near 0.5 when they were scanned alike, and
+    as large as a sample pair when one scan's views drew another background."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for sample in ("C30keV", "fog"):
+        for scan, offset in (("rot0", 0.0), ("rot0_repeat", 0.0 if sample == "C30keV" else 1.0), ("rot45", 0.0)):
+            n = 2000 if scan != "rot45" else 500  # the two largest scans form the null pair
+            rows.append(pd.DataFrame({"sample": sample, "scan": scan, "split": "train",
+                                      **{c: rng.normal(offset, 1.0, n) for c in audit.STATISTICS}}))
+    table = audit.auc_table(pd.concat(rows, ignore_index=True))
+    assert table.loc["C30keV: rot0 vs rot0_repeat (null)", "max"] < 0.53
+    assert table.loc["fog: rot0 vs rot0_repeat (null)", "max"] > 0.7
+    assert not any("rot45" in label for label in table.index)
+    assert audit.null_scans(pd.DataFrame({"sample": ["fog"], "scan": ["rot0"]}), "fog") is None
