@@ -78,15 +78,17 @@ def scan_layout(sample: str, scan: str, n_events: int, seed: int, cfg: Simulator
         raise ValueError(f"simulator: recorded_per_view must be > 0 events per view, not {cfg.recorded_per_view}")
     kept = min(1.0, cfg.recorded_per_view / area.events_per_view)
     n_views = int(n_events / (area.events_per_view * mean_weight * kept) * 1.5) + 10
-    dense = rng.random(n_views) < area.dense_view_fraction
-    counts = rng.poisson(area.events_per_view * np.where(dense, area.dense_view_factor, 1.0))
-    counts = np.maximum(counts, 1)
-    recorded = rng.binomial(counts, kept)
+
+    def views(m: int):
+        """m more views: on a scratch or not, their whole population, the events recorded."""
+        on_scratch = rng.random(m) < area.dense_view_fraction
+        factor = np.where(on_scratch, area.dense_view_factor, 1.0)
+        population = np.maximum(rng.poisson(area.events_per_view * factor), 1)
+        return on_scratch, population, rng.binomial(population, kept)
+
+    dense, counts, recorded = views(n_views)
     while recorded.sum() < n_events:  # rare (a few recorded events per view): scan more views
-        more = rng.random(n_views) < area.dense_view_fraction
-        extra = np.maximum(rng.poisson(area.events_per_view * np.where(more, area.dense_view_factor, 1.0)), 1)
-        dense, counts = np.r_[dense, more], np.r_[counts, extra]
-        recorded = np.r_[recorded, rng.binomial(extra, kept)]
+        dense, counts, recorded = (np.r_[old, new] for old, new in zip((dense, counts, recorded), views(n_views)))
     n_views = int(np.searchsorted(np.cumsum(recorded), n_events)) + 1
     view = np.repeat(np.arange(n_views), recorded[:n_views])[:n_events]
     scratch = dense[view] & (rng.random(n_events) < 1.0 - 1.0 / area.dense_view_factor)
