@@ -82,7 +82,7 @@ def event_statistics(images: np.ndarray, camera_max: float, ring_px: int = 8, co
 def dataset_statistics(folder, events: pd.DataFrame, progress: bool = True) -> pd.DataFrame:
     """:func:`event_statistics` of the ``events`` rows (``file``, ``event_id``), streamed file by
     file, polarisations in the standard order. Returns ``events``' key columns and its
-    ``sample``, ``split``, ``area`` with the statistics."""
+    ``sample``, ``scan``, ``split``, ``area`` with the statistics."""
     from . import dataset, preprocessing
 
     def measure(images, attrs, source):
@@ -90,7 +90,7 @@ def dataset_statistics(folder, events: pd.DataFrame, progress: bool = True) -> p
         return event_statistics(ordered, float(attrs["camera_max"]))
 
     measured = dataset.measure_events(folder, events, measure, "audit", progress)
-    keys = events[[c for c in ("file", "event_id", "sample", "scan", "split", "area") if c in events.columns]]
+    keys = events[["file", "event_id", "sample", "scan", "split", "area"]]
     return keys.merge(measured, on=["file", "event_id"], how="left", validate="one_to_one")
 
 
@@ -116,9 +116,9 @@ def null_scans(train: pd.DataFrame, sample: str) -> tuple[str, str] | None:
 
 def auc_table(stats: pd.DataFrame, statistics=STATISTICS) -> pd.DataFrame:
     """Folded ROC AUC of each statistic for every pair of samples (training area: train and
-    validation events), for the training vs test area of each sample and, when ``stats`` has a
-    ``scan`` column, for two scans of one sample (:func:`null_scans`): the null floor, what
-    counting and view-to-view draws alone give, against which a sample pair is read.
+    validation events), for the training vs test area of each sample and for two scans of one
+    sample (:func:`null_scans`; ``stats`` needs ``sample``, ``scan``, ``split``): the null floor,
+    what counting and view-to-view draws alone give, against which a sample pair is read.
 
     Rows: comparisons (``C30keV vs fog``, ``fog: train vs test area``, ``fog: rot0 vs rot0_repeat
     (null)``); columns: statistics and ``max`` (over the pure acquisition statistics, ACQUISITION)
@@ -131,12 +131,11 @@ def auc_table(stats: pd.DataFrame, statistics=STATISTICS) -> pd.DataFrame:
     pairs += [(f"{s}: train vs test area", train[train["sample"] == s], stats[(stats["sample"] == s)
                                                                              & (stats["split"] == "test")])
               for s in samples]
-    if "scan" in stats.columns:
-        for s in samples:
-            scans = null_scans(train, s)
-            if scans:
-                a, b = (train[(train["sample"] == s) & (train["scan"].astype(str) == x)] for x in scans)
-                pairs.append((f"{s}: {scans[0]} vs {scans[1]} (null)", a, b))
+    for s in samples:
+        scans = null_scans(train, s)
+        if scans:
+            a, b = (train[(train["sample"] == s) & (train["scan"].astype(str) == x)] for x in scans)
+            pairs.append((f"{s}: {scans[0]} vs {scans[1]} (null)", a, b))
     rows = []
     for label, a, b in pairs:
         row = {"comparison": label, "n_a": len(a), "n_b": len(b)}

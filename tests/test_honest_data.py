@@ -186,7 +186,7 @@ def test_a_sample_spans_many_views_at_its_own_density(sample):
     area = CFG.area(sample, "rot0")
     scratch_weight = 1 + area.dense_view_fraction * (area.dense_view_factor - 1)  # scratch views hold more
     assert len(np.unique(layout.view)) >= 0.8 * n / (CFG.recorded_per_view * scratch_weight)
-    normal = layout.kind != "scratch"  # scratch views hold dense_view_factor times more
+    normal = layout.kind != "scratch"
     assert np.median(layout.view_density[normal]) == pytest.approx(area.events_per_view, rel=0.1)
 
 

@@ -75,7 +75,8 @@ def test_run_all_smoke_writes_every_output(smoke_run):
     history = json.loads((newsnet / "search_history.json").read_text())
     assert all(0.0 <= h["score"] <= 1.0 for h in history)
     calls = [h for h in history if not h["repeat"]]
-    assert len(calls) == profiles.load("smoke").search["n_calls"] and [h["call"] for h in history if h["repeat"]] == [max(calls, key=lambda h: h["score"])["call"]]
+    assert len(calls) == profiles.load("smoke").search["n_calls"]
+    assert [h["call"] for h in history if h["repeat"]] == [max(calls, key=lambda h: h["score"])["call"]]
     assert all(h["filters_1"] == 64 and h["decay_rate"] == 0.1 for h in history)  # not searched at smoke
     assert len(list((newsnet / "final").glob("epoch_*.keras"))) == 3
     scores = pd.read_csv(newsnet / "scores.csv")
