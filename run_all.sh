@@ -45,14 +45,14 @@ profile_file="$profile"
 [ -f "$profile_file" ] || { echo "run_all.sh: no profile '$profile' (emulsion_core/profiles/*.yaml or a YAML path)" >&2; exit 2; }
 # the notebooks run in notebooks/: give them the file by its absolute path
 profile_file="$(cd "$(dirname "$profile_file")" && pwd)/$(basename "$profile_file")"
-name="$(python -c "import sys; from emulsion_core import profiles; print(profiles.load(sys.argv[1]).name)" "$profile_file")"
+name="$(python -c "import sys; from emulsion_core.config import profiles; print(profiles.load(sys.argv[1]).name)" "$profile_file")"
 root="${EMULSION_DL_ROOT:-$here}"
 reports="$root/reports/$name"
 mkdir -p "$reports"
 echo "== emulsion-dl: profile $name, outputs under $root"
 
 start=$(date +%s)
-# TensorFlow's oneDNN convolutions crash on some CPUs (emulsion_core/onednn_guard.py): a self-test,
+# TensorFlow's oneDNN convolutions crash on some CPUs (emulsion_core/networks/onednn_guard.py): a self-test,
 # once per machine (cached), before any kernel imports TensorFlow; where it dies, all run with oneDNN off
 onednn="$(python -m emulsion_core onednn)"
 export EMULSION_ONEDNN_GUARD="$onednn"
@@ -74,7 +74,7 @@ for nb in "$notebooks_dir"/[0-9][0-9]_*.ipynb; do
             --no-progress-bar --log-level WARNING > "$reports/$base.log" 2>&1; then
         if grep -q DeadKernelError "$reports/$base.log"; then
             echo "run_all.sh: the kernel of notebook $base died (a crash in native code; if TensorFlow's, see" \
-                 "emulsion_core/onednn_guard.py and try TF_ENABLE_ONEDNN_OPTS=0)" >&2
+                 "emulsion_core/networks/onednn_guard.py and try TF_ENABLE_ONEDNN_OPTS=0)" >&2
         fi
         echo "run_all.sh: notebook $base failed; its error:" >&2
         python - "$reports/$base.ipynb" <<'PY' >&2 || tail -n 30 "$reports/$base.log" >&2

@@ -7,9 +7,9 @@ import time
 
 import numpy as np
 
-from emulsion_core.barshift import conventional_variables
-from emulsion_core.simulate import render_events
-from emulsion_core.simconfig import SimulatorConfig
+from emulsion_core.measure.barshift import conventional_variables
+from emulsion_core.simulator.simulate import render_events
+from emulsion_core.config.simulator import SimulatorConfig
 
 
 def main():

@@ -8,7 +8,7 @@ starts) and each width it prints FLOPs per event (convolutions and dense layers,
 measured events/s, and the achieved FLOP/s as a fraction of the matmul rate (training counted as
 3x the forward FLOPs: forward + two backward products). First it times one 3x3x3 convolution
 (forward and backward, XLA) as keras.layers.Conv3D and as the depth-folded 2D convolution NEWSnet
-uses. A setting whose process crashes (the oneDNN fault of ``emulsion_core/onednn_guard.py``) is
+uses. A setting whose process crashes (the oneDNN fault of ``emulsion_core/networks/onednn_guard.py``) is
 reported as such.
 """
 import argparse
@@ -22,7 +22,7 @@ import numpy as np
 
 
 def matmul_flops(n: int = 2048, repeats: int = 10) -> float:
-    from emulsion_core.tf_quiet import tf
+    from emulsion_core.networks.tf_quiet import tf
     a = tf.random.normal((n, n))
     b = tf.random.normal((n, n))
     tf.matmul(a, b).numpy()
@@ -35,8 +35,8 @@ def matmul_flops(n: int = 2048, repeats: int = 10) -> float:
 
 def convolution_times(shape=(64, 9, 40, 40, 8), filters: int = 16, repeats: int = 3) -> dict:
     """Seconds per forward+backward pass of one 3x3x3 'same' convolution, Conv3D vs depth-folded."""
-    from emulsion_core import models
-    from emulsion_core.tf_quiet import keras, tf
+    from emulsion_core.networks import models
+    from emulsion_core.networks.tf_quiet import keras, tf
     x = tf.random.normal(shape)
     out = {}
     for name, layer in (("Conv3D", keras.layers.Conv3D(filters, 3, padding="same")),
@@ -80,8 +80,9 @@ def main():
 
 def measure(args):
     """Print the matmul rate, the convolution timing and NEWSnet's rates (this process's oneDNN setting)."""
-    from emulsion_core import models, training
-    from emulsion_core.tf_quiet import keras
+    from emulsion_core.config import paper
+    from emulsion_core.networks import models, sequences, training
+    from emulsion_core.networks.tf_quiet import keras
     peak = matmul_flops()
     print(f"float32 matmul (TensorFlow, 2048^2): {peak / 1e9:.1f} GFLOP/s")
     conv = convolution_times()
@@ -93,14 +94,14 @@ def measure(args):
     labels = np.arange(args.events) % 3
     for scale in args.width_scale:
         keras.utils.set_random_seed(0)
-        net = training.build(models.PAPER_PARAMETERS, scale, jit_compile=True)  # as long fits run
+        net = training.build(paper.PAPER_PARAMETERS, scale, jit_compile=True)  # as long fits run
         flops = models.flops_per_event(net)
-        seq = training.EventSequence(images, labels, args.batch, shuffle=True, camera_max=255)
+        seq = sequences.EventSequence(images, labels, args.batch, shuffle=True, camera_max=255)
         net.fit(seq, epochs=1, verbose=0)
         t = time.perf_counter()
         net.fit(seq, epochs=1, verbose=0)
         train_rate = args.events / (time.perf_counter() - t)
-        pseq = training.EventSequence(images, None, args.batch, camera_max=255)
+        pseq = sequences.EventSequence(images, None, args.batch, camera_max=255)
         net.predict(pseq, verbose=0)
         t = time.perf_counter()
         net.predict(pseq, verbose=0)

@@ -8,8 +8,9 @@ import argparse
 import tempfile
 import time
 
-from emulsion_core.simconfig import SimulatorConfig
-from emulsion_core.simulate import _block_job, default_workers, scan_layout, simulate_dataset
+from emulsion_core.config.simulator import SimulatorConfig
+from emulsion_core.simulator.layout import scan_layout
+from emulsion_core.simulator.simulate import _block_job, default_workers, simulate_dataset
 
 SAMPLES = ("C30keV", "C100keV", "fog")
 

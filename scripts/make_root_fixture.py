@@ -25,7 +25,7 @@ orientation can be checked: in every polarisation p an event is a Gaussian spot 
 ``(p - 3.5) * 0.6 px`` along the beam direction ``BEAM_PHI_DEG`` = 30 degrees (a track: the
 barycenter moves with the polariser) or stays put (``fog``). Directions are in the stage
 frame, from +x towards +y. The expected crop has columns along stage x and rows along stage
-y (the converter's convention, emulsion_core/convert.py); the camera has ``pixY < 0``, so it is
+y (the converter's convention, emulsion_core/formats/convert.py); the camera has ``pixY < 0``, so it is
 pasted into the frames upside down. What the converter must get right:
 
 - the window: camera pixels ``[u0 - 20, u0 + 20) x [v0 - 20, v0 + 20)`` with ``(u0, v0)``

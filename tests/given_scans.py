@@ -6,18 +6,18 @@ from pathlib import Path
 
 import yaml
 
-from emulsion_core import io
-from emulsion_core.simulate import simulate_scan
+from emulsion_core.formats import hdf5
+from emulsion_core.simulator.simulate import simulate_scan
 
 
 def foreign_scan(dest, sample: str, scan: str, n: int, seed: int, scratch) -> Path:
     """A valid format_version 1 file as another program would write it: the simulator's images
-    and events, but only the format's required columns and attributes, written by io.write_scan."""
+    and events, but only the format's required columns and attributes, written by hdf5.write_scan."""
     src = simulate_scan(Path(scratch) / f"src_{sample}_{scan}_{seed}.h5", sample, scan, n, seed)
-    s = io.read_scan(src)
-    attrs = {k: s.attrs[k] for k in io.REQUIRED_ATTRS}
-    events = s.events[list(io.REQUIRED_COLUMNS)]
-    return io.write_scan(dest, io.Scan(s.images, events, attrs))
+    s = hdf5.read_scan(src)
+    attrs = {k: s.attrs[k] for k in hdf5.REQUIRED_ATTRS}
+    events = s.events[list(hdf5.REQUIRED_COLUMNS)]
+    return hdf5.write_scan(dest, hdf5.Scan(s.images, events, attrs))
 
 
 def checksums(folder) -> dict:

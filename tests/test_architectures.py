@@ -5,8 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emulsion_core import architectures, profiles, training
-from emulsion_core.models import PAPER_PARAMETERS
+from emulsion_core.analyses import architectures
+from emulsion_core.config import profiles
+from emulsion_core.networks import training
+from emulsion_core.config.paper import PAPER_PARAMETERS
 
 
 def test_stem_and_residual_widths_scale_apart():
@@ -72,7 +74,8 @@ def test_grain_count_ceiling_is_the_analytic_auc():
 
 def test_the_table_resumes_instead_of_retraining(tmp_path, monkeypatch):
     """A finished entry is read back; only a new entry is trained, and the rows keep the profile's order."""
-    from emulsion_core import network_analysis, scoring
+    from emulsion_core.analyses import network_analysis
+    from emulsion_core.networks import scoring
     profile = profiles.from_dict({
         "profile": "arch", "seed": 5, "dataset": "arch", "samples": ["C30keV", "C100keV", "fog"],
         "events": {"rotated": {s: 10 for s in ("C30keV", "C100keV", "fog")}, "test": {s: 10 for s in ("C30keV", "C100keV", "fog")}},

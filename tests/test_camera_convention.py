@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from given_scans import checksums
 
-from emulsion_core import io, profiles
-from emulsion_core.simulate import simulate_scan
+from emulsion_core.formats import hdf5
+from emulsion_core.config import profiles
+from emulsion_core.simulator.simulate import simulate_scan
 
 PERM = np.array([3, 0, 6, 1, 7, 2, 5, 4])  # stored order of the shuffled file
 TOL = 1.0 / 4095  # the 12-bit counts are the 8-bit ones scaled and rounded
@@ -17,18 +18,18 @@ TOL = 1.0 / 4095  # the 12-bit counts are the 8-bit ones scaled and rounded
 @pytest.fixture(scope="module")
 def three(tmp_path_factory):
     root = tmp_path_factory.mktemp("root")
-    src = io.read_scan(simulate_scan(tmp_path_factory.mktemp("s") / "src.h5", "C100keV", "rot0", 200, seed=4))
-    events = src.events[list(io.REQUIRED_COLUMNS) + ["peak_adu", "brightness_mean"]]  # same clean selection
-    attrs = {k: src.attrs[k] for k in io.REQUIRED_ATTRS}
+    src = hdf5.read_scan(simulate_scan(tmp_path_factory.mktemp("s") / "src.h5", "C100keV", "rot0", 200, seed=4))
+    events = src.events[list(hdf5.REQUIRED_COLUMNS) + ["peak_adu", "brightness_mean"]]  # same clean selection
+    attrs = {k: src.attrs[k] for k in hdf5.REQUIRED_ATTRS}
     pols = np.asarray(attrs["polarisation_deg"])
     variants = {
-        "cam8": io.Scan(src.images, events, attrs),
-        "cam12": io.Scan(np.rint(src.images * (4095 / 255)).astype(np.uint16), events, {**attrs, "camera_max": 4095}),
-        "shuffled": io.Scan(src.images[:, PERM], events, {**attrs, "polarisation_deg": list(pols[PERM])}),
+        "cam8": hdf5.Scan(src.images, events, attrs),
+        "cam12": hdf5.Scan(np.rint(src.images * (4095 / 255)).astype(np.uint16), events, {**attrs, "camera_max": 4095}),
+        "shuffled": hdf5.Scan(src.images[:, PERM], events, {**attrs, "polarisation_deg": list(pols[PERM])}),
     }
     out = {}
     for name, scan in variants.items():
-        io.write_scan(root / "data" / name / "C100keV_rot0.h5", scan)
+        hdf5.write_scan(root / "data" / name / "C100keV_rot0.h5", scan)
         out[name] = profiles.from_dict({"profile": name, "seed": 2, "dataset": name, "samples": ["C100keV"],
                                         "events": {"rotated": {"C100keV": 1}, "test": {"C100keV": 1}}})
     sums = {name: checksums(root / "data" / name) for name in variants}
@@ -39,13 +40,14 @@ def three(tmp_path_factory):
 
 def test_file_conventions_are_what_they_claim(three):
     root, _ = three
-    assert io.read_scan(root / "data" / "cam12" / "C100keV_rot0.h5").images.dtype == np.uint16
+    assert hdf5.read_scan(root / "data" / "cam12" / "C100keV_rot0.h5").images.dtype == np.uint16
 
 
 def test_evaluation_and_search_inputs_follow_the_file(three, monkeypatch):
     """network_analysis.split_data + its camera range: what the search, the validation of the fit,
     the ensemble scores and notebook 05 preprocess."""
-    from emulsion_core import network_analysis, preprocessing
+    from emulsion_core.analyses import network_analysis
+    from emulsion_core.data import preprocessing
     root, p = three
     monkeypatch.setenv("EMULSION_DL_ROOT", str(root))
     x = {}
@@ -59,12 +61,12 @@ def test_evaluation_and_search_inputs_follow_the_file(three, monkeypatch):
 
 
 def test_training_batches_follow_the_file(three):
-    from emulsion_core.training import ScanSequence
+    from emulsion_core.networks.sequences import ScanSequence
     root, p = three
     x = {}
     for name in p:
         folder = root / "data" / name
-        rows = io.read_events(folder / "C100keV_rot0.h5")[["event_id"]].assign(file="C100keV_rot0.h5", label=1)
+        rows = hdf5.read_events(folder / "C100keV_rot0.h5")[["event_id"]].assign(file="C100keV_rot0.h5", label=1)
         seq = ScanSequence(folder, rows, batch_size=32, shuffle=False)
         x[name] = np.concatenate([seq[i][0] for i in range(len(seq))])
     np.testing.assert_array_equal(x["shuffled"], x["cam8"])
@@ -72,7 +74,7 @@ def test_training_batches_follow_the_file(three):
 
 
 def test_notebook_estimators_follow_the_polarisation_order(three, monkeypatch):
-    from emulsion_core import conventional
+    from emulsion_core.analyses import conventional
     root, p = three
     monkeypatch.setenv("EMULSION_DL_ROOT", str(root))
     a = conventional.variables(p["cam8"], progress=False)
@@ -84,8 +86,8 @@ def test_notebook_estimators_follow_the_polarisation_order(three, monkeypatch):
 def test_predict_follows_the_file(three, tmp_path):
     import pandas as pd
 
-    from emulsion_core import models
-    from emulsion_core.predict import predict_files
+    from emulsion_core.networks import models
+    from emulsion_core.networks.predict import predict_files
     root, _ = three
     model = tmp_path / "tiny.keras"
     net = models.compact_3d(filters=(4, 8))
@@ -100,7 +102,7 @@ def test_predict_follows_the_file(three, tmp_path):
 
 
 def test_mixed_ranges_share_one_array_at_the_largest_range(tmp_path):
-    from emulsion_core import preprocessing
+    from emulsion_core.data import preprocessing
     images = np.arange(2 * 8 * 4 * 4).reshape(2, 8, 4, 4).astype(np.uint8)
     attrs = {"camera_max": 255, "polarisation_deg": [22.5 * i for i in range(8)]}
     out = preprocessing.standard_counts(images, attrs, 4095)

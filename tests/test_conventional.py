@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from emulsion_core.barshift import barycenters, barshift, conventional_variables, direction
-from emulsion_core.metrics import reduction_factor, roc_points, threshold_at_efficiency, threshold_interval
-from emulsion_core.shape import ellipse_fit
+from emulsion_core.measure.barshift import barycenters, barshift, conventional_variables, direction
+from emulsion_core.stats.metrics import reduction_factor, roc_points, threshold_at_efficiency, threshold_interval
+from emulsion_core.measure.shape import ellipse_fit
 
 PIX = 27.52
 SIZE = 40
@@ -116,28 +116,3 @@ def test_reduction_factor_upper_limit_when_nothing_passes():
 def test_roc_points_of_separated_distributions():
     thr, eff, bfr = roc_points(np.linspace(1, 2, 1000), np.linspace(0, 0.99, 1000))
     assert eff.max() == pytest.approx(1.0, abs=0.01) and bfr[eff > 0.999].min() < 0.01
-
-
-def test_table1_rows_and_merge(tmp_path, monkeypatch):
-    import pandas as pd
-    from emulsion_core import conventional, profiles
-    monkeypatch.setenv("EMULSION_DL_ROOT", str(tmp_path))
-    n = 1000
-    table = pd.DataFrame({"sample": ["C30keV"] * n + ["C100keV"] * n + ["fog"] * n,
-                          "split": (["validation"] * (n // 2) + ["test"] * (n // 2)) * 3,
-                          "score": np.tile(np.arange(n) % 500 / 500.0, 3)})
-    table.loc[table["sample"] == "fog", "score"] = -1.0  # no fog passes
-    t, lo, hi = conventional.reference_threshold(table, "score")
-    assert t == pytest.approx(0.7, abs=0.003)
-    rows = conventional.table1_rows(table, "barshift", "score", t)
-    fog = rows[rows["sample"] == "fog"]
-    assert (fog["passed"] == 0).all() and np.allclose(fog["upper_limit"], 1 - 0.1 ** (1 / 500))
-    p = profiles.load("smoke")
-    conventional.write_table1(rows, p)
-    conventional.write_table1(rows.assign(method="shape"), p)
-    conventional.write_table1(rows.assign(method="shape", value=0.5), p)  # replaces, not appends
-    merged = conventional.read_table1(p)
-    assert len(merged) == 12 and set(merged["method"]) == {"barshift", "shape"}
-    shown = conventional.format_table1(merged)
-    assert shown.loc["fog", ("barshift", "test")].startswith("< 0.0046")
-    assert shown.loc["C30keV", ("newsnet", "test")] == "not run"

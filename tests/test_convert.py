@@ -3,24 +3,30 @@
 The fixture holds known events: in each polarisation a spot whose centre moves by
 (p - 3.5) x 0.6 px along the beam direction, 30 degrees in the stage frame (tracks), or stays
 put (fog); defocused copies in the other z-level, merged frames (flags 1) and the 180-degree
-repeat of polarisation 0 (flags 2) at the same place; and one bad grain line per skip reason.
+repeat of polarisation 0 (flags 2) at the same place; one grain listed with polarisation 5
+missing (-1), kept with a zero image there; and one bad grain line per skip reason.
 """
 
 import hashlib
+import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from emulsion_core import barshift, cleaning, convert, io, rootio
-from emulsion_core.__main__ import main
-from emulsion_core.io import DataFormatError
+from emulsion_core.measure import barshift, cleaning
+from emulsion_core.formats import convert, hdf5, rootio
+from emulsion_core.app.cli import main
+from emulsion_core.formats.hdf5 import DataFormatError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures"
 RUN = FIXTURES / "libdmroot_run.dm.root"
 GRAINS_TRFLAG = FIXTURES / "libdmroot_grains_trflag.txt"
 GRAINS_COMMA = FIXTURES / "libdmroot_grains_comma.txt"
-EXPECTED = np.load(FIXTURES / "libdmroot_expected.npz")
+EXPECTED = np.load(FIXTURES / "libdmroot_expected.npz")  # the 8 events with all polarisations listed
+FIXTURE_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_root_fixture.py"
+MISSING_POL_LINE, MISSING_POL_EVENT, MISSING_POL = 9, 8, 5  # grain-list line, fixture EVENTS index, pol
 
 
 def run_convert(tmp_path, grains=GRAINS_TRFLAG, name="C100keV_rot0.h5", **kw):
@@ -32,21 +38,36 @@ def run_convert(tmp_path, grains=GRAINS_TRFLAG, name="C100keV_rot0.h5", **kw):
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
     result = run_convert(tmp_path_factory.mktemp("conv"))
-    return result, io.read_scan(result.output)
+    return result, hdf5.read_scan(result.output)
 
 
 def sha(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def complete(scan):
+    """Mask of the converted events whose 8 polarisations are all listed (those of EXPECTED)."""
+    return scan.events["grain_line"].to_numpy() != MISSING_POL_LINE
+
+
+def fixture_crops():
+    """(14, 8, 40, 40) focus crops of every fixture event, rebuilt by the fixture script (seeded,
+    no ROOT needed): the truth for events that EXPECTED does not hold."""
+    spec = importlib.util.spec_from_file_location("make_root_fixture", FIXTURE_SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod.build(np.random.default_rng(mod.SEED))[5]
+
+
 # ----------------------------------------------------------------------------------- the fixture
 def test_converted_scan_is_format_version_1(converted):
     result, scan = converted
-    n = len(EXPECTED["crops"])
-    assert result.n_events == n == 8 and result.n_lines == 17
+    n = len(EXPECTED["crops"]) + 1  # and the grain with a missing polarisation
+    assert result.n_events == n == 9 and result.n_lines == 17
     assert scan.images.shape == (n, 8, 40, 40) and scan.images.dtype == np.uint8
     a = scan.attrs
-    for key in io.REQUIRED_ATTRS:
+    for key in hdf5.REQUIRED_ATTRS:
         assert key in a
     assert (a["format_version"], a["sample"], a["is_signal"], a["energy_keV"], a["scan"]) == \
         (1, "C100keV", True, 100.0, "rot0")
@@ -57,6 +78,7 @@ def test_converted_scan_is_format_version_1(converted):
     assert a["converter_version"] == convert.CONVERTER_VERSION and a["camera_geometry"] == "RunHeader"
     ev = scan.events
     np.testing.assert_array_equal(ev["event_id"], np.arange(n))
+    ev = ev[complete(scan)]
     np.testing.assert_array_equal(ev["view"], EXPECTED["header_id"])
     np.testing.assert_array_equal(ev["grain_id"], EXPECTED["grain_id"])
     np.testing.assert_array_equal(ev["view_density"], EXPECTED["view_density"])
@@ -66,7 +88,7 @@ def test_converted_scan_is_format_version_1(converted):
 
 def test_crops_are_pixel_identical_to_the_events_put_into_the_frames(converted):
     _, scan = converted
-    np.testing.assert_array_equal(scan.images, EXPECTED["crops"])
+    np.testing.assert_array_equal(scan.images[complete(scan)], EXPECTED["crops"])
 
 
 def test_orientation_gives_the_known_beam_direction(converted):
@@ -74,11 +96,12 @@ def test_orientation_gives_the_known_beam_direction(converted):
     a crop with its rows in camera order would give -30 deg."""
     _, scan = converted
     tracks = EXPECTED["kind"] == "track"
-    phi = barshift.direction(scan.images[tracks])
+    images = scan.images[complete(scan)][tracks]
+    phi = barshift.direction(images)
     np.testing.assert_allclose(phi, float(EXPECTED["beam_phi_deg"]), atol=3.0)
-    flipped = barshift.direction(scan.images[tracks][:, :, ::-1, :])
+    flipped = barshift.direction(images[:, :, ::-1, :])
     np.testing.assert_allclose(flipped, -float(EXPECTED["beam_phi_deg"]), atol=3.0)
-    shift = barshift.barshift(scan.images[tracks], scan.attrs["pixel_size_nm"])
+    shift = barshift.barshift(images, scan.attrs["pixel_size_nm"])
     np.testing.assert_allclose(shift, 7 * 0.6 * 27.52, rtol=0.05)  # pols 0 and 7, 7 steps of 0.6 px
 
 
@@ -87,7 +110,7 @@ def test_polarisation_order_follows_the_polariser(converted):
     frame (spot one step further than polarisation 7) is never taken for polarisation 0."""
     _, scan = converted
     tracks = EXPECTED["kind"] == "track"
-    bc = barshift.barycenters(scan.images[tracks])  # (N, 8, 2) px, (column, row)
+    bc = barshift.barycenters(scan.images[complete(scan)][tracks])  # (N, 8, 2) px, (column, row)
     beam = np.radians(float(EXPECTED["beam_phi_deg"]))
     along = bc[..., 0] * np.cos(beam) + bc[..., 1] * np.sin(beam)
     steps = np.diff(along, axis=1)
@@ -96,15 +119,15 @@ def test_polarisation_order_follows_the_polariser(converted):
 
 def test_bad_grain_lines_are_skipped_and_counted(converted):
     result, _ = converted
-    assert result.skipped == {reason: 1 for reason in convert.SKIP_REASONS}
+    assert result.skipped == {reason: 1 for reason in convert.SKIP_REASONS if reason != convert.SKIP_REASONS[3]}
     by_line = dict(zip(result.skipped_lines["line"], result.skipped_lines["reason"]))
-    assert by_line == {5: "crop crosses the frame edge", 9: "polarisation missing (-1)",
+    assert by_line == {5: "crop crosses the frame edge",
                        10: "cluster index not in the view", 11: "cluster of another polarisation or flag",
                        13: "raw frame missing from Frames", 14: "view flag not 0",
                        15: "view entry not in Vdmr", 16: "grain index not in the view",
                        17: "cluster frame not in the view"}
-    assert "skipped 9 grain lines" in result.summary()
-    assert io.read_attrs(result.output)["skipped"]  # recorded in the file too
+    assert "skipped 8 grain lines" in result.summary()
+    assert hdf5.read_attrs(result.output)["skipped"]  # recorded in the file too
 
 
 def test_both_grain_list_formats(tmp_path, converted):
@@ -115,7 +138,7 @@ def test_both_grain_list_formats(tmp_path, converted):
     assert a[cols].equals(b[cols])
     assert (b["tr_flag"] == convert.NO_TR_FLAG).all() and (a["n_pol"][a["cl5"] >= 0] == 8).all()
     result = run_convert(tmp_path, grains=GRAINS_COMMA)
-    np.testing.assert_array_equal(io.read_scan(result.output).images, scan.images)
+    np.testing.assert_array_equal(hdf5.read_scan(result.output).images, scan.images)
 
 
 def test_grain_list_separators_and_bad_lines(tmp_path):
@@ -136,9 +159,56 @@ def test_streaming_in_small_blocks_gives_the_same_file(tmp_path, monkeypatch, co
     monkeypatch.setattr(convert, "EVENTS_PER_BLOCK", 3)
     monkeypatch.setattr(convert, "FRAMES_PER_READ", 2)
     monkeypatch.setattr(convert, "VIEWS_PER_READ", 1)
-    back = io.read_scan(run_convert(tmp_path).output)
+    back = hdf5.read_scan(run_convert(tmp_path).output)
     np.testing.assert_array_equal(back.images, scan.images)
     assert back.events.equals(scan.events)
+
+
+# ----------------------------------------------------------------------------------- missing polarisation
+def test_grain_with_a_missing_polarisation_is_kept_with_a_zero_image(converted):
+    """Line 9 lists polarisation 5 as -1: written, that image all zeros, the 7 others the crops of
+    the present polarisations, the window anchored on polarisation 0, n_pol 7."""
+    result, scan = converted
+    i = np.flatnonzero(~complete(scan))
+    assert len(i) == 1 and MISSING_POL_LINE not in result.skipped_lines["line"].tolist()
+    ev, images = scan.events.iloc[i[0]], scan.images[i[0]]
+    assert (ev["view"], ev["grain_id"]) == (1, 3)
+    assert (ev["crop_col0"], ev["crop_row0"]) == (24 - 20, 72 - 20)  # fixture window (U, V) = (24, 72)
+    assert not images[MISSING_POL].any()
+    present = [p for p in range(8) if p != MISSING_POL]
+    truth = fixture_crops()
+    np.testing.assert_array_equal(truth[[0, 1, 2, 3, 5, 6, 7, 11]], EXPECTED["crops"])  # script = fixture
+    np.testing.assert_array_equal(images[present], truth[MISSING_POL_EVENT, present])
+    assert ev["n_pol"] == 7 == convert.read_grain_list(GRAINS_TRFLAG)["n_pol"].iloc[MISSING_POL_LINE - 1]
+    assert (scan.events["n_pol"][complete(scan)] == 8).all()
+
+
+def test_missing_polarisation_grain_is_removed_by_its_cut_in_the_cutflow(converted):
+    _, scan = converted
+    ev = scan.events.assign(sample="C100keV")
+    removed = cleaning.first_cut(cleaning.cut_masks(ev))
+    assert removed[~complete(scan)].tolist() == ["missing_polarisation"]
+    assert not cleaning.clean(ev)[~complete(scan)].any()
+    flow = cleaning.cutflow(ev)
+    assert flow.loc["C100keV", "missing_polarisation"] == 1 and flow.loc["C100keV", "in"] == 9
+
+
+def test_crop_is_anchored_on_the_first_present_polarisation(tmp_path):
+    """Event 0 (window (U, V) = (24, 24)) listed without polarisations 0 and 1: the window is that
+    of polarisation 2's cluster, one column right and one row down in camera pixels (its track
+    spot sits 1.2 px further along 30 deg), so crop[r, c] = expected[r + 1, c + 1]. A line with
+    every polarisation missing is skipped."""
+    p = tmp_path / "g.txt"
+    p.write_text("0,0,0,-1,-1,2,3,4,5,6,7\n0,0,0,-1,1,2,3,4,5,6,7\n0,0,0,-1,-1,-1,-1,-1,-1,-1,-1\n")
+    result = run_convert(tmp_path, grains=p)
+    assert result.skipped == {"every polarisation missing (-1)": 1}
+    scan = hdf5.read_scan(result.output)
+    ev, im, want = scan.events, scan.images, EXPECTED["crops"][0]
+    assert (ev["crop_col0"].tolist(), ev["crop_row0"].tolist()) == ([5, 4], [3, 4])
+    assert not im[0, :2].any() and not im[1, 0].any()
+    np.testing.assert_array_equal(im[0, 2:, :39, :39], want[2:, 1:, 1:])
+    np.testing.assert_array_equal(im[1, 1:], want[1:])
+    assert ev["n_pol"].tolist() == [6, 7]
 
 
 # ----------------------------------------------------------------------------------- conventions
@@ -179,8 +249,8 @@ def test_command_line(tmp_path, capsys, converted):
                "--scan", "test", "--beam-phi-deg", "30"])
     assert rc == 0
     text = capsys.readouterr().out
-    assert "8 events written from 17 grain lines" in text and "raw frame missing from Frames" in text
-    back = io.read_scan(out)
+    assert "9 events written from 17 grain lines" in text and "raw frame missing from Frames" in text
+    back = hdf5.read_scan(out)
     a = back.attrs
     assert (a["sample"], a["is_signal"], a["energy_keV"], a["scan"], a["area"]) == ("fog", False, 0.0, "test", "test")
     np.testing.assert_array_equal(back.images, scan.images)
@@ -214,7 +284,7 @@ def test_unreadable_run_header_falls_back_to_the_command_line(tmp_path, monkeypa
     with pytest.raises(DataFormatError, match="2017.*--pixel-size-nm, --frame-width and --frame-height"):
         run_convert(tmp_path)
     result = run_convert(tmp_path, pixel_size_nm=27.52, frame_width=128, frame_height=96)
-    back = io.read_scan(result.output)
+    back = hdf5.read_scan(result.output)
     assert back.attrs["camera_geometry"].startswith("command line") and back.attrs["pixel_size_nm"] == 27.52
     np.testing.assert_array_equal(back.images, scan.images)
 

@@ -7,9 +7,12 @@ import pandas as pd
 import pytest
 from given_scans import checksums, foreign_scan, write_profile
 
-from emulsion_core import dataset, io, ownership, profiles, splits
-from emulsion_core.__main__ import main
-from emulsion_core.simulate import simulate_dataset
+from emulsion_core.app import prepare
+from emulsion_core.data import dataset
+from emulsion_core.formats import hdf5, ownership, splits
+from emulsion_core.config import profiles
+from emulsion_core.app.cli import main
+from emulsion_core.simulator.simulate import simulate_dataset
 
 SAMPLES = ("C30keV", "C100keV", "fog")
 SCANS = ("rot0", "rot90", "test")
@@ -46,7 +49,9 @@ def test_simulate_refuses_a_folder_of_foreign_scans_and_leaves_them_untouched(fo
 def test_notebook_01_02_core_functions_compute_from_foreign_scans(foreign_root, monkeypatch, tmp_path):
     """What notebooks 01-02 compute (cleaning, cut flow, clean selection, barshift, Table 1), from
     files holding only the required fields; the scan files are never modified."""
-    from emulsion_core import cleaning, conventional, selection
+    from emulsion_core.measure import cleaning
+    from emulsion_core.analyses import conventional, table1
+    from emulsion_core.data import selection
     root, folder, profile_path, scratch = foreign_root
     monkeypatch.setenv("EMULSION_DL_ROOT", str(root))
     scans_before = {k: v for k, v in checksums(folder).items() if k.endswith(".h5")}
@@ -56,9 +61,9 @@ def test_notebook_01_02_core_functions_compute_from_foreign_scans(foreign_root, 
     events = selection.all_events(p, progress=False)
     assert {k: v for k, v in checksums(folder).items() if k.endswith(".h5")} == scans_before
     assert (folder / "splits.csv").exists() and not (folder / ownership.MANIFEST).exists()
-    assert len(events) == sum(len(io.read_events(folder / n)) for n in scans_before)
+    assert len(events) == sum(len(hdf5.read_events(folder / n)) for n in scans_before)
     # the features the cuts need were measured from the images, as the simulator measures them
-    src = io.read_events(next(scratch.glob("src_C30keV_rot0_*.h5")))
+    src = hdf5.read_events(next(scratch.glob("src_C30keV_rot0_*.h5")))
     mine = events[events["file"] == "C30keV_rot0.h5"].sort_values("event_id")
     np.testing.assert_array_equal(mine["peak_adu"].to_numpy(), src["peak_adu"].to_numpy())
     np.testing.assert_array_equal(mine["brightness_mean"].to_numpy(), src["brightness_mean"].to_numpy())
@@ -70,8 +75,8 @@ def test_notebook_01_02_core_functions_compute_from_foreign_scans(foreign_root, 
     assert set(clean["split"]) == {"train", "validation", "test"}
     table = conventional.variables(p, progress=False)
     assert table["barshift_nm"].notna().mean() > 0.9
-    cut = conventional.reference_threshold(table, "barshift_nm")
-    rows = conventional.table1_rows(table, "barshift", "barshift_nm", cut[0])
+    cut = table1.reference_cut(table, "barshift_nm")
+    rows = table1.rows(table, "barshift", "barshift_nm", cut[0])
     assert len(rows) == 6 and rows["value"].between(0, 1).all()
     c100 = rows[(rows["sample"] == "C100keV") & (rows["split"] == "validation")]["value"].iloc[0]
     assert abs(c100 - 0.30) < 0.05
@@ -138,7 +143,7 @@ def test_splits_rule_for_given_scans(tmp_path):
     foreign_scan(folder / "b_rot45.h5", "fog", "rot45", 51, 2, tmp_path)
     foreign_scan(folder / "c_test.h5", "fog", "test", 30, 3, tmp_path)
     path = splits.ensure(folder, seed=5, validation_fraction=0.4, announce=False)
-    table = io.read_splits(folder)
+    table = hdf5.read_splits(folder)
     counts = table.groupby(["file", "split"]).size()
     assert counts[("a_rot0.h5", "validation")] == 40 and counts[("a_rot0.h5", "train")] == 60
     assert counts[("b_rot45.h5", "validation")] == 20 and counts[("b_rot45.h5", "train")] == 31
@@ -159,7 +164,7 @@ def test_a_scan_without_a_split_rule_is_named(tmp_path):
     import h5py
     with h5py.File(folder / "odd.h5", "a") as f:
         f.attrs["scan"] = "rot30"
-    with pytest.raises(io.DataFormatError, match="odd.h5.*'scan'.*rot30"):
+    with pytest.raises(hdf5.DataFormatError, match="odd.h5.*'scan'.*rot30"):
         splits.by_rule(folder, 1, 0.4)
 
 
@@ -167,22 +172,22 @@ def test_info_and_the_analysis_agree_on_what_a_valid_file_is(tmp_path, monkeypat
     monkeypatch.setenv("EMULSION_DL_ROOT", str(tmp_path / "root"))
     folder = tmp_path / "root" / "data" / "given"
     good = foreign_scan(folder / "fog_rot0.h5", "fog", "rot0", 40, 1, tmp_path)
-    scan = io.read_scan(foreign_scan(tmp_path / "src.h5", "fog", "test", 40, 2, tmp_path))
+    scan = hdf5.read_scan(foreign_scan(tmp_path / "src.h5", "fog", "test", 40, 2, tmp_path))
     images = np.minimum(scan.images, 200)
     images[7, 0, 0, 0] = 250  # event 7 holds a pixel above the camera's range
-    bad = io.write_scan(folder / "fog_test.h5", io.Scan(images, scan.events, {**scan.attrs, "camera_max": 200}))
+    bad = hdf5.write_scan(folder / "fog_test.h5", hdf5.Scan(images, scan.events, {**scan.attrs, "camera_max": 200}))
     assert main(["info", str(good)]) == 0
     assert main(["info", str(bad)]) == 1
     info_error = capsys.readouterr().err
     assert "fog_test.h5" in info_error and "event 7" in info_error
     p = profiles.from_dict({"profile": "given", "seed": 1, "dataset": "given", "samples": ["fog"],
                             "events": {"rotated": {"fog": 1}, "test": {"fog": 1}}})
-    with pytest.raises(io.DataFormatError) as err:
-        dataset.ensure_dataset(p)
+    with pytest.raises(hdf5.DataFormatError) as err:
+        prepare.ensure_dataset(p)
     assert str(err.value) in info_error
     bad.unlink()
     (folder / "splits.csv").unlink()
-    dataset.ensure_dataset(p)
+    prepare.ensure_dataset(p)
     table = dataset.events_table(folder)  # only the required fields in the file: the cuts still work
     assert {"peak_adu", "brightness_mean"} <= set(table.columns)
 
@@ -195,14 +200,14 @@ def test_simulate_with_another_seed_writes_where_the_notebooks_read(tmp_path, mo
     assert dataset.dataset_dir(p) == tmp_path / "data" / "tiny-seed5"
     assert (tmp_path / "data" / "tiny-seed5" / "splits.csv").exists()
     assert not (tmp_path / "data" / "tiny").exists()
-    assert io.read_attrs(tmp_path / "data" / "tiny-seed5" / "fog_rot0.h5")["seed"] == 5
+    assert hdf5.read_attrs(tmp_path / "data" / "tiny-seed5" / "fog_rot0.h5")["seed"] == 5
 
 
 def test_calibrate_checkpoint_defaults_under_the_output_root(tmp_path, monkeypatch):
     import pandas as pd
 
-    from emulsion_core import calibrate
-    from emulsion_core.simconfig import SimulatorConfig
+    from emulsion_core.simulator import calibrate
+    from emulsion_core.config.simulator import SimulatorConfig
     monkeypatch.setenv("EMULSION_DL_ROOT", str(tmp_path))
     monkeypatch.chdir(tmp_path / "..")
     seen = {}

@@ -8,11 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emulsion_core import audit, calibrate, cleaning, occupancy
-from emulsion_core.barshift import barycenters, conventional_variables
-from emulsion_core.features import cluster_features
-from emulsion_core.simconfig import SimulatorConfig
-from emulsion_core.simulate import PRIMARY_KIND, render_events, scan_layout
+from emulsion_core.analyses import audit
+from emulsion_core.simulator import calibrate, occupancy
+from emulsion_core.measure import cleaning
+from emulsion_core.measure.barshift import barycenters, conventional_variables
+from emulsion_core.measure.features import cluster_features
+from emulsion_core.config.simulator import SimulatorConfig
+from emulsion_core.config.samples import PRIMARY_KIND
+from emulsion_core.simulator.layout import scan_layout
+from emulsion_core.simulator.simulate import render_events
 
 CFG = SimulatorConfig()
 

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emulsion_core import io
-from emulsion_core.io import DataFormatError
+from emulsion_core.formats import hdf5
+from emulsion_core.formats.hdf5 import DataFormatError
 
 
 def make_scan(n=5, p=8, size=40, rng=None):
@@ -23,13 +23,13 @@ def make_scan(n=5, p=8, size=40, rng=None):
     attrs = {"format_version": 1, "sample": "C100keV", "is_signal": True, "energy_keV": 100.0, "scan": "rot0",
              "rotation_deg": 0.0, "area": "train", "beam_phi_deg": 0.0, "pixel_size_nm": 27.52,
              "camera_max": 255, "polarisation_deg": [22.5 * i for i in range(p)]}
-    return io.Scan(images, events, attrs)
+    return hdf5.Scan(images, events, attrs)
 
 
 def test_round_trip(tmp_path):
     scan = make_scan()
-    path = io.write_scan(tmp_path / "a.h5", scan)
-    back = io.read_scan(path)
+    path = hdf5.write_scan(tmp_path / "a.h5", scan)
+    back = hdf5.read_scan(path)
     np.testing.assert_array_equal(back.images, scan.images)
     pd.testing.assert_frame_equal(back.events, scan.events, check_dtype=False)
     assert back.attrs["sample"] == "C100keV" and back.attrs["polarisation_deg"][1] == 22.5
@@ -46,15 +46,15 @@ def test_file_written_by_another_program_loads(tmp_path):
         f["events"] = ev.to_records(index=False)
         for k, v in scan.attrs.items():
             f.attrs[k] = v
-    back = io.read_scan(path)
+    back = hdf5.read_scan(path)
     assert back.images.shape == (3, 8, 40, 40)
     assert list(back.events["event_id"]) == [0, 1, 2]
 
 
 def test_block_iterator_matches_whole_read(tmp_path):
     scan = make_scan(n=10)
-    path = io.write_scan(tmp_path / "a.h5", scan)
-    blocks = list(io.iter_scan_blocks(path, block_size=4))
+    path = hdf5.write_scan(tmp_path / "a.h5", scan)
+    blocks = list(hdf5.iter_scan_blocks(path, block_size=4))
     assert [len(b[0]) for b in blocks] == [4, 4, 2]
     np.testing.assert_array_equal(np.concatenate([b[0] for b in blocks]), scan.images)
     assert list(pd.concat([b[1] for b in blocks])["event_id"]) == list(range(10))
@@ -64,7 +64,7 @@ def test_interrupted_write_leaves_no_file(tmp_path):
     scan = make_scan(n=4)
     target = tmp_path / "a.h5"
     with pytest.raises(RuntimeError):
-        with io.ScanWriter(target, 4, scan.images.shape[1:], np.uint8, scan.attrs) as w:
+        with hdf5.ScanWriter(target, 4, scan.images.shape[1:], np.uint8, scan.attrs) as w:
             w.append(scan.images[:2], scan.events[:2])
             raise RuntimeError("killed")
     assert not target.exists()
@@ -84,7 +84,7 @@ def _write_raw(path, scan, drop_attr=None, drop_col=None, images=None, attrs=Non
 
 def check_error(path, field, match=None):
     with pytest.raises(DataFormatError) as err:
-        io.read_scan(path)
+        hdf5.read_scan(path)
     msg = str(err.value)
     assert str(path) in msg, msg
     assert f"'{field}'" in msg, msg
@@ -110,7 +110,7 @@ def test_not_hdf5(tmp_path):
 
 
 def test_truncated_file(tmp_path):
-    p = io.write_scan(tmp_path / "a.h5", make_scan(n=64))
+    p = hdf5.write_scan(tmp_path / "a.h5", make_scan(n=64))
     data = p.read_bytes()
     p.write_bytes(data[: len(data) // 2])
     check_error(p, "file")
@@ -118,14 +118,14 @@ def test_truncated_file(tmp_path):
 
 def test_truncated_image_data(tmp_path):
     """Header intact, image chunks cut off: the error comes when the images are read."""
-    p = io.write_scan(tmp_path / "a.h5", make_scan(n=200))
+    p = hdf5.write_scan(tmp_path / "a.h5", make_scan(n=200))
     with h5py.File(p, "r") as f:
         offset = f["images"].id.get_chunk_info(2).byte_offset
     data = bytearray(p.read_bytes())
     data[offset:offset + 2000] = bytes(2000)  # corrupt a compressed chunk
     p.write_bytes(bytes(data))
     with pytest.raises(DataFormatError) as err:
-        io.read_scan(p)
+        hdf5.read_scan(p)
     assert str(p) in str(err.value)
 
 
@@ -197,5 +197,5 @@ def test_pixel_above_camera_max(tmp_path):
 def test_splits_validation(tmp_path):
     (tmp_path / "splits.csv").write_text("file,event_id,split\na.h5,0,train\na.h5,1,holdout\n")
     with pytest.raises(DataFormatError) as err:
-        io.read_splits(tmp_path)
+        hdf5.read_splits(tmp_path)
     assert "'split'" in str(err.value) and "holdout" in str(err.value) and "splits.csv" in str(err.value)

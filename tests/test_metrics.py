@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from emulsion_core.metrics import clopper_pearson, format_value
+from emulsion_core.stats.metrics import clopper_pearson, format_value
 
 
 def test_clopper_pearson_known_values():

@@ -4,7 +4,8 @@ tiny training run whose loss must fall."""
 import numpy as np
 import pytest
 
-from emulsion_core import preprocessing
+from emulsion_core.config import paper
+from emulsion_core.data import preprocessing
 
 
 def test_preprocess_scales_subtracts_median_and_appends_the_first_polarisation(rng):
@@ -47,21 +48,21 @@ def test_random_symmetry_keeps_correlations_across_the_nine_images(rng):
 
 @pytest.fixture(scope="module")
 def models():
-    from emulsion_core import models
+    from emulsion_core.networks import models
     return models
 
 
 def test_newsnet_at_the_paper_values_has_the_paper_size(models):
     net = models.newsnet()
     n = models.trainable_parameters(net)
-    assert abs(n - models.PAPER_TRAINABLE_PARAMETERS) / models.PAPER_TRAINABLE_PARAMETERS < 0.01
+    assert abs(n - paper.PAPER_TRAINABLE_PARAMETERS) / paper.PAPER_TRAINABLE_PARAMETERS < 0.01
     assert n == 6_889_859  # the DESIGN.md reading of Tables 2 and 3
     assert net.output_shape == (None, 3)
 
 
 def test_compact_nets_are_ten_times_smaller(models):
     for build in (models.compact_3d, models.polarisation_channels_2d):
-        assert models.trainable_parameters(build()) < models.PAPER_TRAINABLE_PARAMETERS / 10
+        assert models.trainable_parameters(build()) < paper.PAPER_TRAINABLE_PARAMETERS / 10
 
 
 def test_combined_loss_matches_a_hand_computation(models):
@@ -78,8 +79,8 @@ def test_combined_loss_matches_a_hand_computation(models):
 
 def test_tiny_network_learns(models):
     """A compact net trained for a few steps on simulated events: the loss falls."""
-    from emulsion_core.simconfig import SimulatorConfig
-    from emulsion_core.simulate import render_events
+    from emulsion_core.config.simulator import SimulatorConfig
+    from emulsion_core.simulator.simulate import render_events
     keras = models.keras
     keras.utils.set_random_seed(4)
     cfg, n = SimulatorConfig(), 96
@@ -99,14 +100,14 @@ def test_tiny_network_learns(models):
 
 def test_scan_sequence_streams_every_wanted_event_once_with_mixed_classes(tmp_path):
     import pandas as pd
-    from emulsion_core import io
-    from emulsion_core.simulate import simulate_scan
-    from emulsion_core.training import ScanSequence
+    from emulsion_core.formats import hdf5
+    from emulsion_core.simulator.simulate import simulate_scan
+    from emulsion_core.networks.sequences import ScanSequence
     files = {"C30keV": 0, "C100keV": 1, "fog": 2}
     wanted = []
     for sample, label in files.items():
         path = simulate_scan(tmp_path / f"{sample}_rot0.h5", sample, "rot0", 300, seed=label)
-        ids = io.read_events(path)["event_id"].to_numpy()[::2]  # every other event
+        ids = hdf5.read_events(path)["event_id"].to_numpy()[::2]  # every other event
         wanted.append(pd.DataFrame({"file": path.name, "event_id": ids, "label": label}))
     table = pd.concat(wanted, ignore_index=True)
     seq = ScanSequence(tmp_path, table, batch_size=32, block_events=64, window_blocks=4, seed=1, full_batches=False)
@@ -127,9 +128,9 @@ def test_training_batches_all_have_the_batch_size(tmp_path):
     """Training sequences fill a last, partial batch up (oneDNN crashed when the batch shape
     changed); every event is still served, and evaluation sequences serve each event once."""
     import pandas as pd
-    from emulsion_core import io
-    from emulsion_core.simulate import simulate_scan
-    from emulsion_core.training import EventSequence, ScanSequence
+    from emulsion_core.formats import hdf5
+    from emulsion_core.simulator.simulate import simulate_scan
+    from emulsion_core.networks.sequences import EventSequence, ScanSequence
     images = np.zeros((70, 8, 40, 40), np.uint8)
     images[:, 0, 0, 0] = np.arange(70)  # the event index, readable after preprocessing
     train = EventSequence(images, np.arange(70) % 3, 32, shuffle=True, augment=False, seed=1, camera_max=255)
@@ -142,7 +143,7 @@ def test_training_batches_all_have_the_batch_size(tmp_path):
     wanted = []
     for label, sample in enumerate(("C30keV", "fog")):
         path = simulate_scan(tmp_path / f"{sample}_rot0.h5", sample, "rot0", 100, seed=label)
-        wanted.append(pd.DataFrame({"file": path.name, "event_id": io.read_events(path)["event_id"], "label": label}))
+        wanted.append(pd.DataFrame({"file": path.name, "event_id": hdf5.read_events(path)["event_id"], "label": label}))
     seq = ScanSequence(tmp_path, pd.concat(wanted, ignore_index=True), batch_size=32, block_events=64, window_blocks=2)
     assert {len(seq[i][0]) for i in range(len(seq))} == {32}
     assert sum(len(seq[i][0]) for i in range(len(seq))) >= 200
@@ -152,14 +153,14 @@ def test_scan_sequence_windows_hold_every_class_in_its_overall_proportion(tmp_pa
     """Per-sample files cut into a few large blocks: every window must hold each class in about
     its share of the epoch (a plain block shuffle gives windows of mostly one class)."""
     import pandas as pd
-    from emulsion_core import io
-    from emulsion_core.simulate import simulate_scan
-    from emulsion_core.training import ScanSequence
+    from emulsion_core.formats import hdf5
+    from emulsion_core.simulator.simulate import simulate_scan
+    from emulsion_core.networks.sequences import ScanSequence
     counts = {"C30keV": 256, "C100keV": 256, "fog": 768}
     wanted = []
     for label, (sample, n) in enumerate(counts.items()):
         path = simulate_scan(tmp_path / f"{sample}_rot0.h5", sample, "rot0", n, seed=label)
-        wanted.append(pd.DataFrame({"file": path.name, "event_id": io.read_events(path)["event_id"], "label": label}))
+        wanted.append(pd.DataFrame({"file": path.name, "event_id": hdf5.read_events(path)["event_id"], "label": label}))
     seq = ScanSequence(tmp_path, pd.concat(wanted, ignore_index=True), batch_size=32, block_events=64,
                        window_blocks=5, seed=3)
     share = np.array(list(counts.values())) / sum(counts.values())  # 0.2, 0.2, 0.6
@@ -173,16 +174,16 @@ def test_scan_sequence_windows_hold_every_class_in_its_overall_proportion(tmp_pa
 
 def test_interrupted_training_resumes_to_the_same_weights(tmp_path, models):
     """Kill the fit after epoch 2 of 3, resume: the final weights equal an unbroken fit's."""
-    from emulsion_core import training
+    from emulsion_core.networks import sequences, training
     keras = models.keras
     rng = np.random.default_rng(0)
     images = rng.integers(20, 60, (64, 8, 40, 40), dtype=np.uint8)
     labels = np.arange(64) % 3
-    params = {**models.PAPER_PARAMETERS, "n_identity": 0, "dropout_1": 0.0, "dropout_2": 0.0}
+    params = {**paper.PAPER_PARAMETERS, "n_identity": 0, "dropout_1": 0.0, "dropout_2": 0.0}
 
     def run(workdir, stop_after=None):
         keras.utils.set_random_seed(1)
-        seq = training.EventSequence(images, labels, 16, shuffle=True, augment=True, seed=2, camera_max=255)
+        seq = sequences.EventSequence(images, labels, 16, shuffle=True, augment=True, seed=2, camera_max=255)
         if stop_after is not None:
             class Stop(keras.callbacks.Callback):
                 def on_epoch_end(self, epoch, logs=None):
@@ -196,7 +197,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, models):
             finally:
                 training.keras.callbacks.CSVLogger = original
             keras.utils.set_random_seed(1)
-            seq = training.EventSequence(images, labels, 16, shuffle=True, augment=True, seed=2, camera_max=255)
+            seq = sequences.EventSequence(images, labels, 16, shuffle=True, augment=True, seed=2, camera_max=255)
         model, history, _ = training.fit(params, seq, None, 3, workdir, width_scale=0.0625)
         return model, history
 
@@ -260,7 +261,7 @@ def test_depth_folded_convolution_is_keras_conv3d(models, rng, shape, filters, k
 
 def test_learning_rate_decays_per_batch_to_the_decay_rate_at_the_end(models):
     """lr0 * d ** (t / T) before every batch t of T, also within a one-epoch fit; logged per epoch."""
-    from emulsion_core import training
+    from emulsion_core.networks import training
     keras = models.keras
     rates = []
 
@@ -286,16 +287,17 @@ def test_fits_read_scan_batches_in_the_sequences_own_order(tmp_path, models):
     ScanSequence then re-reads a window of scan blocks for every other batch (3x slower on the
     default profile). Every fit must ask for batches 0, 1, 2, ... in turn."""
     import pandas as pd
-    from emulsion_core import io, training
-    from emulsion_core.models import PAPER_PARAMETERS
-    from emulsion_core.simulate import simulate_scan
+    from emulsion_core.formats import hdf5
+    from emulsion_core.networks import sequences, training
+    from emulsion_core.config.paper import PAPER_PARAMETERS
+    from emulsion_core.simulator.simulate import simulate_scan
     wanted = []
     for label, sample in enumerate(("C30keV", "C100keV", "fog")):
         path = simulate_scan(tmp_path / f"{sample}_rot0.h5", sample, "rot0", 60, seed=label)
-        wanted.append(pd.DataFrame({"file": path.name, "event_id": io.read_events(path)["event_id"], "label": label}))
+        wanted.append(pd.DataFrame({"file": path.name, "event_id": hdf5.read_events(path)["event_id"], "label": label}))
     asked = []
 
-    class Recording(training.ScanSequence):
+    class Recording(sequences.ScanSequence):
         def __getitem__(self, idx):
             asked.append(idx)
             return super().__getitem__(idx)

@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emulsion_core import preprocessing
+from emulsion_core.data import preprocessing
 
 
 def simulated_events(n_per_class: int, seed: int = 0):
     """Rendered events of the three classes, (3 n, 8, 40, 40) uint8 and labels (3 n,)."""
-    from emulsion_core.simconfig import SimulatorConfig
-    from emulsion_core.simulate import render_events
+    from emulsion_core.config.simulator import SimulatorConfig
+    from emulsion_core.simulator.simulate import render_events
     cfg, xs, ys = SimulatorConfig(), [], []
     for label, (sample, kind) in enumerate((("C30keV", "track"), ("C100keV", "track"), ("fog", "fog"))):
         images, _ = render_events(sample, "rot0", np.full(n_per_class, kind), np.zeros(n_per_class),
@@ -39,7 +39,7 @@ def border_ring_rms(x: np.ndarray, width: int = 4) -> np.ndarray:
 # ---- augmentation: the same image statistics in training and evaluation (item 3) ----
 
 def test_augmented_training_batches_keep_the_border_noise_of_plain_events():
-    from emulsion_core.training import EventSequence
+    from emulsion_core.networks.sequences import EventSequence
     images, labels = simulated_events(96)
     plain = EventSequence(images, labels, 64, shuffle=False, augment=False, camera_max=255)
     augmented = EventSequence(images, labels, 64, shuffle=False, augment=True, seed=3, camera_max=255)
@@ -81,14 +81,14 @@ def test_grid_symmetries_show_every_orientation_equally_often():
 
 @pytest.fixture(scope="module")
 def keras():
-    from emulsion_core.models import keras
+    from emulsion_core.networks.models import keras
     return keras
 
 
 def _inference_and_training_mode_scores(model, x, keras):
     """Log-odds from the moving statistics (inference) and from the batch's own statistics
     (training mode, dropout off), for one mixed batch ``x``."""
-    from emulsion_core import scoring
+    from emulsion_core.networks import scoring
     inference = scoring.member_log_odds(scoring.class_logits(model, x))
     layer = model.get_layer(scoring.OUTPUT_LAYER)
     drops = [d for d in model.layers if isinstance(d, keras.layers.Dropout)]
@@ -108,15 +108,15 @@ def test_batch_norm_statistics_follow_the_weights_after_a_search_length_fit(tmp_
     """12 optimiser steps (the search's folds on ``default`` take about 12), paper parameters at
     width x 1/8: inference-mode outputs correlate with training-mode ones and vary over events
     (with Keras' moving averages alone they are nearly one value for every event)."""
-    from emulsion_core import training
-    from emulsion_core.models import PAPER_PARAMETERS
+    from emulsion_core.networks import sequences, training
+    from emulsion_core.config.paper import PAPER_PARAMETERS
     images, labels = simulated_events(128)  # 384 events = 12 batches of 32
     params = dict(PAPER_PARAMETERS)
     keras.utils.set_random_seed(5)
     if path == "search fold":
         model = training.fit_in_memory(training.build(params, 0.125), params, images, labels, 1, 32, seed=5, camera_max=255)
     else:
-        seq = training.EventSequence(images, labels, 32, shuffle=True, augment=True, seed=5, camera_max=255)
+        seq = sequences.EventSequence(images, labels, 32, shuffle=True, augment=True, seed=5, camera_max=255)
         model, _, _ = training.fit(params, seq, None, 1, tmp_path, width_scale=0.125)
     test_images, _ = simulated_events(64, seed=9)
     x = preprocessing.preprocess(test_images, 255)
@@ -130,7 +130,7 @@ def test_batch_norm_statistics_follow_the_weights_after_a_search_length_fit(tmp_
 def test_recalibration_sets_the_average_of_the_batch_statistics(keras, rng):
     """A lone batch-normalisation layer: the recalibrated moving mean and variance are the
     averages of the batches' means and variances; dropout is off while they are measured."""
-    from emulsion_core import batchnorm
+    from emulsion_core.networks import batchnorm
     inp = keras.Input((4,))
     out = keras.layers.BatchNormalization(name="bn")(keras.layers.Dropout(0.9)(inp))
     model = keras.Model(inp, out)
@@ -160,7 +160,8 @@ def _scored_table(rng, n_members=5):
 
 
 def test_one_validation_cut_on_the_ensemble_score_for_every_member(rng):
-    from emulsion_core import network_analysis, scoring
+    from emulsion_core.analyses import network_analysis
+    from emulsion_core.networks import scoring
     table, logits = _scored_table(rng)
     table["score"] = scoring.ensemble_log_odds(logits)
     rows, cut = network_analysis.table1_rows(table, logits)
@@ -180,8 +181,8 @@ def test_one_validation_cut_on_the_ensemble_score_for_every_member(rng):
 def test_scores_do_not_tie_where_the_fog_probability_is_tiny(keras, rng):
     """A network whose p(fog) is 1e-12 to 1e-9 for every event: the float32 summed carbon
     probability is exactly 1 for all (ties at any paper-like cut); the log-odds is not."""
-    from emulsion_core import scoring, training
-    from emulsion_core.models import INPUT_SHAPE
+    from emulsion_core.networks import scoring, training
+    from emulsion_core.config.paper import INPUT_SHAPE
     inp = keras.Input(INPUT_SHAPE)
     feature = keras.layers.GlobalAveragePooling3D()(inp)
     out = keras.layers.Dense(3, activation="softmax", name=scoring.OUTPUT_LAYER)(feature)
@@ -194,11 +195,11 @@ def test_scores_do_not_tie_where_the_fog_probability_is_tiny(keras, rng):
     probs = training.predict([net], images, camera_max=255)
     p_fog = probs[0, :, 2]
     assert np.all(p_fog < 1e-8)
-    assert len(np.unique(training.signal_probability(probs)[0])) == 1  # float32: every event ties at 1.0
+    assert len(np.unique(scoring.signal_probability(probs)[0])) == 1  # float32: every event ties at 1.0
     logits = scoring.predict_logits([net, net], images, camera_max=255)
     score = scoring.ensemble_log_odds(logits)
     order = np.argsort(score)
     assert len(np.unique(score)) == len(images)
     np.testing.assert_allclose(score, -np.log(p_fog.astype(np.float64)), rtol=1e-3)  # ln(1 / p_fog)
     assert np.all(np.diff(p_fog[order]) <= 0)  # ranked by fog probability, as the paper's score would be
-    np.testing.assert_allclose(scoring.signal_probability(-3.0), 1 / (1 + np.exp(3.0)))
+    np.testing.assert_allclose(scoring.probability_from_log_odds(-3.0), 1 / (1 + np.exp(3.0)))

@@ -12,13 +12,16 @@ import sys
 
 import pytest
 
-from emulsion_core import onednn_guard, paths
+from emulsion_core.networks import onednn_guard
+from emulsion_core.storage import paths
 
 PROBE = """
 import os
-import emulsion_core.tf_quiet  # the guard runs here, before TensorFlow is imported
+import emulsion_core.networks.tf_quiet  # the guard runs here, before TensorFlow is imported
 from tensorflow.python.util import _pywrap_util_port
-from emulsion_core import onednn_guard, profiles, report
+from emulsion_core.app import report
+from emulsion_core.config import profiles
+from emulsion_core.networks import onednn_guard
 print("env", os.environ.get("TF_ENABLE_ONEDNN_OPTS"), "mkl", _pywrap_util_port.IsMklEnabled())
 print("describe", onednn_guard.describe())
 index = report.write_index(profiles.load("smoke"), [])

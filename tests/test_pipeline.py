@@ -16,7 +16,9 @@ import pandas as pd
 import pytest
 
 import nbcompare
-from emulsion_core import paths, profiles
+from emulsion_core.app import references
+from emulsion_core.storage import paths, results
+from emulsion_core.config import profiles
 
 RUN_ALL = paths.REPO / "run_all.sh"
 NOTEBOOKS = sorted(p.stem for p in paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
@@ -40,8 +42,9 @@ def smoke_run(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_run_all_smoke_writes_every_output(smoke_run):
+def test_run_all_smoke_writes_every_output(smoke_run, monkeypatch):
     tmp_path, proc = smoke_run
+    monkeypatch.setenv("EMULSION_DL_ROOT", str(tmp_path))  # results.path and the references read this run
     if proc is not None:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     reports = tmp_path / "reports" / "smoke"
@@ -53,36 +56,37 @@ def test_run_all_smoke_writes_every_output(smoke_run):
     index = (reports / "index.html").read_text()
     for needle in ("smoke", "20210622", "git commit", "numpy", "oneDNN"):
         assert needle in index
-    figures = tmp_path / "figures" / "smoke"
-    for name in ("fig1_polarisation_strips", "cleaning_depth", "cleaning_variables", "fig2_angular_rotated_scans",
-                 "fig3_barshift", "fig5_angular_short_long", "shape_variables", "conventional_efficiency_vs_reduction",
-                 "search_convergence", "search_evaluations", "fig4_newsnet_efficiency_vs_reduction",
-                 "newsnet_precision_recall_outputs", "fig6_selected_angular", "artefact_audit"):
-        assert (figures / f"{name}.png").stat().st_size > 5000
-        assert (figures / f"{name}.pdf").read_bytes()[:4] == b"%PDF"
-    clean = pd.read_csv(tmp_path / "results" / "smoke" / "clean_events.csv")
+    # every registered figure (search_partial_dependence needs more calls than smoke makes)
+    for name in sorted(set(results.FIGURES) - {"search_partial_dependence"}):
+        assert results.figure("smoke", name).stat().st_size > 5000, name
+        assert results.figure("smoke", name, "pdf").read_bytes()[:4] == b"%PDF", name
+    clean = pd.read_csv(results.path("smoke", "clean_events"))
     assert set(clean["split"]) == {"train", "validation", "test"}
-    flow = pd.read_csv(tmp_path / "results" / "smoke" / "cutflow.csv", index_col=0)
+    flow = pd.read_csv(results.path("smoke", "cutflow"), index_col=0)
     assert (flow["left"] == clean.groupby("sample").size().reindex(flow.index)).all()
     assert (tmp_path / "data" / "smoke" / "splits.csv").exists()
-    table1 = pd.read_csv(tmp_path / "results" / "smoke" / "table1.csv")
+    table1 = pd.read_csv(results.path("smoke", "table1"))
     assert set(table1["method"]) >= {"barshift", "shape", "newsnet", "border_control", "cluster_size"}
     assert list(table1.columns[:6]) == ["method", "sample", "split", "value", "err_low", "err_high"]
     c100 = table1[(table1["sample"] == "C100keV") & (table1["split"] == "validation")]
     # every method is compared at 30 % C100keV (a barely trained smoke network has tied scores: looser)
     assert ((c100["value"] - 0.30).abs() < c100["method"].map({"newsnet": 0.05}).fillna(0.012)).all()
-    newsnet = tmp_path / "results" / "smoke" / "newsnet"
-    history = json.loads((newsnet / "search_history.json").read_text())
+    history = json.loads(results.path("smoke", "search_history").read_text())
     assert all(0.0 <= h["score"] <= 1.0 for h in history)
     calls = [h for h in history if not h["repeat"]]
     assert len(calls) == profiles.load("smoke").search["n_calls"]
     assert [h["call"] for h in history if h["repeat"]] == [max(calls, key=lambda h: h["score"])["call"]]
     assert all(h["filters_1"] == 64 and h["decay_rate"] == 0.1 for h in history)  # not searched at smoke
-    assert len(list((newsnet / "final").glob("epoch_*.keras"))) == 3
-    scores = pd.read_csv(newsnet / "scores.csv")
+    assert len(list(results.path("smoke", "final_fit").glob("epoch_*.keras"))) == 3
+    scores = pd.read_csv(results.path("smoke", "scores"))
     assert np.isfinite(scores["score"]).all() and scores["p_signal"].between(0, 1).all()  # score: log-odds
     assert set(scores["split"]) == {"validation", "test"}
     assert ((table1["value"] >= 0) & (table1["value"] <= 1)).all()
+    # the numbers the notebooks produced, by name, against tests/references/smoke.json (tolerances:
+    # emulsion_core.app.references.TOLERANCES; after an intended change: --refresh)
+    mismatches = references.compare(references.named_numbers("smoke"),
+                                    references.read_reference(references.reference_path("smoke")))
+    assert not mismatches, "\n".join(mismatches)
 
 
 @pytest.mark.slow

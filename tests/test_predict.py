@@ -4,12 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emulsion_core.simulate import simulate_scan
+from emulsion_core.simulator.simulate import simulate_scan
 
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
-    from emulsion_core import models
+    from emulsion_core.networks import models
     path = tmp_path_factory.mktemp("m") / "tiny.keras"
     net = models.compact_3d(filters=(4, 8))
     net.compile(optimizer="adam", loss=models.CombinedLoss(0.5))
@@ -18,7 +18,7 @@ def model_path(tmp_path_factory):
 
 
 def test_predict_streams_skips_a_bad_file_and_resumes(tmp_path, model_path):
-    from emulsion_core.__main__ import main
+    from emulsion_core.app.cli import main
     good1 = simulate_scan(tmp_path / "C30keV_test.h5", "C30keV", "test", 150, seed=1)
     good2 = simulate_scan(tmp_path / "fog_test.h5", "fog", "test", 100, seed=1)
     bad = tmp_path / "broken.h5"
@@ -45,7 +45,7 @@ def test_predict_streams_skips_a_bad_file_and_resumes(tmp_path, model_path):
 
 
 def test_bad_file_error_names_it(tmp_path, model_path, capsys):
-    from emulsion_core.__main__ import main
+    from emulsion_core.app.cli import main
     bad = tmp_path / "missing.h5"
     assert main(["predict", "--model", str(model_path), "--input", str(bad), "--output", str(tmp_path / "o.csv")]) == 1
     assert "missing.h5" in capsys.readouterr().err

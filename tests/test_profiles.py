@@ -3,8 +3,8 @@
 import pytest
 import yaml
 
-from emulsion_core import profiles
-from emulsion_core.profiles import ProfileError
+from emulsion_core.config import profiles
+from emulsion_core.config.profiles import ProfileError
 
 
 @pytest.mark.parametrize("name", ["smoke", "default", "paper"])
@@ -58,10 +58,13 @@ def test_seed_override_makes_a_separate_run():
 
 
 def test_clean_selection_cache_is_rebuilt_when_the_data_change(tmp_path, monkeypatch):
-    from emulsion_core import provenance, selection
+    from emulsion_core.storage import provenance
+    from emulsion_core.data import selection
     monkeypatch.setenv("EMULSION_DL_ROOT", str(tmp_path))
     p = profiles.from_dict({"profile": "tiny", "seed": 3, "dataset": "tiny", "samples": ["fog"],
                             "events": {"rotated": {"fog": 100}, "test": {"fog": 100}}})
+    from emulsion_core.app import prepare
+    prepare.ensure_dataset(p, progress=False)
     first = selection.clean_events(p, progress=False)
     again = selection.clean_events(p, progress=False)  # from the cache
     assert first[["file", "event_id"]].equals(again[["file", "event_id"]])
@@ -69,6 +72,7 @@ def test_clean_selection_cache_is_rebuilt_when_the_data_change(tmp_path, monkeyp
     bigger = profiles.from_dict({"profile": "tiny", "seed": 3, "dataset": "tiny", "samples": ["fog"],
                                  "events": {"rotated": {"fog": 100}, "test": {"fog": 400}}})
     stamp = provenance.read(tmp_path / "results" / "tiny" / "clean_events.csv")
+    prepare.ensure_dataset(bigger, progress=False)
     grown = selection.clean_events(bigger, progress=False)
     assert provenance.read(tmp_path / "results" / "tiny" / "clean_events.csv") != stamp
     assert grown.loc[grown["scan"] == "test", "event_id"].max() > 100

@@ -5,15 +5,16 @@ import json
 
 import pytest
 
-from emulsion_core import profiles, provenance
+from emulsion_core.config import profiles
+from emulsion_core.storage import provenance
 
 
 def _patched(monkeypatch, module):
     """Pretend ``module``'s code was edited: its source hash changes, every other stays."""
     real = provenance.source_hash
 
-    def fake(name):
-        return "edited" + real(name)[6:] if name == module else real(name)
+    def fake(name, *args):
+        return "edited" + real(name, *args)[6:] if name == module else real(name, *args)
 
     monkeypatch.setattr(provenance, "source_hash", fake)
 
@@ -21,13 +22,16 @@ def _patched(monkeypatch, module):
 @pytest.fixture
 def tiny(tmp_path, monkeypatch):
     monkeypatch.setenv("EMULSION_DL_ROOT", str(tmp_path))
-    return profiles.from_dict({"profile": "tiny", "seed": 3, "dataset": "tiny", "samples": ["C100keV", "fog"],
-                               "events": {"rotated": {"C100keV": 60, "fog": 60}, "test": {"C100keV": 60, "fog": 60}},
-                               "block_size": 64})
+    from emulsion_core.app import prepare
+    profile = profiles.from_dict({"profile": "tiny", "seed": 3, "dataset": "tiny", "samples": ["C100keV", "fog"],
+                                  "events": {"rotated": {"C100keV": 60, "fog": 60}, "test": {"C100keV": 60, "fog": 60}},
+                                  "block_size": 64})
+    prepare.ensure_dataset(profile, progress=False)
+    return profile
 
 
 def test_editing_barshift_recomputes_the_conventional_cache(tiny, tmp_path, monkeypatch, capsys):
-    from emulsion_core import conventional
+    from emulsion_core.analyses import conventional
     calls = []
     real = conventional.conventional_variables
     monkeypatch.setattr(conventional, "conventional_variables", lambda *a, **k: calls.append(1) or real(*a, **k))
@@ -39,13 +43,13 @@ def test_editing_barshift_recomputes_the_conventional_cache(tiny, tmp_path, monk
     assert len(calls) == n_first  # from the cache
     assert again["barshift_nm"].equals(first["barshift_nm"])
     clean_record = provenance.read(tmp_path / "results" / "tiny" / "clean_events.csv")
-    _patched(monkeypatch, "barshift")
+    _patched(monkeypatch, "measure.barshift")
     conventional.variables(tiny, progress=False)
     assert len(calls) > n_first  # recomputed
     err = capsys.readouterr().err
-    assert "recomputing results/tiny/conventional.csv: the code of barshift.py changed" in err
+    assert "recomputing results/tiny/conventional.csv: the code of measure/barshift.py changed" in err
     # the clean selection depends on barshift.py too: its all-8-polarisations cut links clusters with it
-    assert "recomputing results/tiny/clean_events.csv: the code of barshift.py changed" in err
+    assert "recomputing results/tiny/clean_events.csv: the code of measure/barshift.py changed" in err
     assert provenance.read(tmp_path / "results" / "tiny" / "clean_events.csv") != clean_record
     n_second = len(calls)
     conventional.variables(tiny, progress=False)
@@ -53,47 +57,47 @@ def test_editing_barshift_recomputes_the_conventional_cache(tiny, tmp_path, monk
 
 
 def test_editing_cleaning_recomputes_the_clean_selection_and_what_is_made_from_it(tiny, tmp_path, monkeypatch, capsys):
-    from emulsion_core import conventional, network_analysis
+    from emulsion_core.analyses import conventional, network_analysis
     conventional.variables(tiny, progress=False)
     search_key = network_analysis.search_stamp(tiny)
     capsys.readouterr()
-    _patched(monkeypatch, "cleaning")
+    _patched(monkeypatch, "measure.cleaning")
     conventional.variables(tiny, progress=False)
     err = capsys.readouterr().err
-    assert "recomputing results/tiny/clean_events.csv: the code of cleaning.py changed" in err
+    assert "recomputing results/tiny/clean_events.csv: the code of measure/cleaning.py changed" in err
     assert "recomputing results/tiny/conventional.csv: clean_events changed" in err
     assert network_analysis.search_stamp(tiny) != search_key  # a search made before is not resumed
 
 
 def test_search_and_fit_are_set_aside_when_their_code_changes(tiny, tmp_path, monkeypatch):
-    from emulsion_core import network_analysis
+    from emulsion_core.analyses import network_analysis
     history = tmp_path / "search_history.json"
     network_analysis.resume_or_restart(history, network_analysis.search_stamp(tiny), "the search history")
     history.write_text("[]")
     network_analysis.resume_or_restart(history, network_analysis.search_stamp(tiny), "the search history")
     assert history.exists()  # same inputs and code: resumed
     fit_key = network_analysis.fit_stamp(tiny, {"learning_rate": 1e-3})
-    _patched(monkeypatch, "training")
+    _patched(monkeypatch, "networks.training")
     assert network_analysis.fit_stamp(tiny, {"learning_rate": 1e-3}) != fit_key
-    with pytest.warns(UserWarning, match="the code of training.py changed"):
+    with pytest.warns(UserWarning, match="the code of networks/training.py changed"):
         network_analysis.resume_or_restart(history, network_analysis.search_stamp(tiny), "the search history")
     assert not history.exists() and (tmp_path / "search_history.json.superseded").read_text() == "[]"
 
 
 def test_editing_the_simulator_resimulates_its_scans(tmp_path, monkeypatch, capsys):
-    from emulsion_core.simulate import simulate_dataset
+    from emulsion_core.simulator.simulate import simulate_dataset
     events = {"fog": {"rot0": 80, "test": 80}}
     simulate_dataset(tmp_path, events, seed=1, samples=("fog",), progress=False, workers=1)
     stamp = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.h5")}
     simulate_dataset(tmp_path, events, seed=1, samples=("fog",), progress=False, workers=1)
     assert {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.h5")} == stamp  # kept
     capsys.readouterr()
-    _patched(monkeypatch, "render")
+    _patched(monkeypatch, "simulator.render")
     simulate_dataset(tmp_path, events, seed=1, samples=("fog",), progress=False, workers=1)
     assert all(p.stat().st_mtime_ns != stamp[p.name] for p in tmp_path.glob("*.h5"))
-    assert "re-simulating fog_rot0.h5: the code of render.py changed" in capsys.readouterr().err
+    assert "re-simulating fog_rot0.h5: the code of simulator/render.py changed" in capsys.readouterr().err
     manifest = json.loads((tmp_path / "simulation_manifest.json").read_text())
-    assert manifest["files"]["fog_rot0.h5"]["provenance"]["code"]["render.py"].startswith("edited")
+    assert manifest["files"]["fog_rot0.h5"]["provenance"]["code"]["simulator/render.py"].startswith("edited")
 
 
 def test_code_version_ignores_comments_and_docstrings(tmp_path, monkeypatch):
@@ -103,7 +107,7 @@ def test_code_version_ignores_comments_and_docstrings(tmp_path, monkeypatch):
                  '"""Other doc."""\n# a comment\ndef f(x):\n    return x + 1  # why\n',
                  'def f(x):\n    return x + 2\n'):
         (tmp_path / "mod.py").write_text(text)
-        versions.append(provenance.source_hash.__wrapped__("mod"))
+        versions.append(provenance.source_hash.__wrapped__("mod", tmp_path))
     assert versions[0] == versions[1] != versions[2]
 
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from given_scans import checksums, foreign_scan, write_profile
 
-from emulsion_core import paths
+from emulsion_core.storage import paths
 
 RUN_ALL = paths.REPO / "run_all.sh"
 

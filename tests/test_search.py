@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from emulsion_core import search
-from emulsion_core.models import PAPER_PARAMETERS
+from emulsion_core.networks import search
+from emulsion_core.config.paper import PAPER_PARAMETERS
 
 
 def toy_objective(params):
@@ -53,7 +53,7 @@ def test_killed_search_resumes_to_the_uninterrupted_result(tmp_path):
 
 
 def test_search_history_of_other_settings_is_set_aside_not_resumed(tmp_path):
-    from emulsion_core import network_analysis
+    from emulsion_core.analyses import network_analysis
     history = tmp_path / "search_history.json"
     network_analysis.resume_or_restart(history, {"search": {"n_calls": 6}}, "the search history")
     history.write_text("[]")  # the first calls of a search that was then killed
@@ -192,7 +192,8 @@ def test_noise_floor_of_a_synthetic_history():
 
 
 def test_profiles_choose_the_searched_dimensions_and_the_stamp_follows(tmp_path, monkeypatch):
-    from emulsion_core import network_analysis, profiles
+    from emulsion_core.analyses import network_analysis
+    from emulsion_core.config import profiles
     for name in ("smoke", "default"):
         cfg = profiles.load(name).search
         assert set(cfg["dimensions"]) == set(SEARCHED) and cfg["repeats"] >= 1 and cfg["parallel"] == 1

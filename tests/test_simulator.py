@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from emulsion_core import grains as gr
-from emulsion_core.features import cluster_features
-from emulsion_core.io import read_scan
-from emulsion_core.render import Emitters, digitise, optical_images, plasmon_response, vibration_shifts
-from emulsion_core.simconfig import SimulatorConfig, TrackConfig, VibrationConfig
-from emulsion_core.simulate import render_events, simulate_dataset, simulate_scan
+from emulsion_core.simulator import grains as gr
+from emulsion_core.measure.features import cluster_features
+from emulsion_core.formats.hdf5 import read_scan
+from emulsion_core.simulator.render import Emitters, digitise, optical_images, plasmon_response, vibration_shifts
+from emulsion_core.config.simulator import SimulatorConfig, TrackConfig, VibrationConfig
+from emulsion_core.simulator.simulate import render_events, simulate_dataset, simulate_scan
 
 from conftest import barycentres  # noqa: E402  (repository-root conftest)
 
@@ -144,7 +144,7 @@ def test_vibration_shifts_have_the_measured_covariance(rng):
 
 @pytest.mark.parametrize("distance_px,peaks", [(10.0, 2), (14.0, 2), (1.0, 1)])
 def test_resolved_grains_give_two_peaks_and_fail_isolation(distance_px, peaks, rng):
-    from emulsion_core import cleaning
+    from emulsion_core.measure import cleaning
     n = 50
     pix = CFG.optics.pixel_size_nm
     x = np.array([[-distance_px / 2 * pix, distance_px / 2 * pix]] * n)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emulsion_core import profiles
+from emulsion_core.config import profiles
 
 FOUR = ("C30keV", "C60keV", "C100keV", "fog")  # the authors' 4-class notebooks
 GAMMA = ("C30keV", "C100keV", "fog", "gamma")  # gamma as a second background
@@ -27,17 +27,18 @@ def _profile(**sections):
 @pytest.fixture(scope="module", params=[FOUR, GAMMA], ids=["C60keV", "gamma"])
 def fitted(request, tmp_path_factory):
     """One epoch of NEWSnet (width x 1/16) on 32 random events for a class list."""
-    from emulsion_core import training
-    from emulsion_core.models import PAPER_PARAMETERS, keras
+    from emulsion_core.networks import sequences, training
+    from emulsion_core.config.paper import PAPER_PARAMETERS
+    from emulsion_core.networks.models import keras
     classes = request.param
     keras.utils.set_random_seed(1)
     rng = np.random.default_rng(0)
     images = rng.integers(20, 60, (32, 8, 40, 40), dtype=np.uint8)
     labels = np.arange(32) % len(classes)
     params = {**PAPER_PARAMETERS, **TINY}
-    train = training.EventSequence(images, labels, 16, shuffle=True, seed=2, camera_max=255, n_classes=len(classes),
+    train = sequences.EventSequence(images, labels, 16, shuffle=True, seed=2, camera_max=255, n_classes=len(classes),
                                    class_balance="weights")
-    val = training.EventSequence(images, labels, 16, camera_max=255, n_classes=len(classes))
+    val = sequences.EventSequence(images, labels, 16, camera_max=255, n_classes=len(classes))
     workdir = tmp_path_factory.mktemp("fit")
     model, history, members = training.fit(params, train, val, 1, workdir, width_scale=0.0625, ensemble=1,
                                            classes=classes)
@@ -45,8 +46,8 @@ def fitted(request, tmp_path_factory):
 
 
 def test_a_class_list_sets_the_output_the_loss_and_the_saved_metadata(fitted):
-    from emulsion_core import scoring, training
-    from emulsion_core.models import signal_indices
+    from emulsion_core.networks import scoring, training
+    from emulsion_core.networks.models import signal_indices
     classes, model, images, workdir, members, _ = fitted
     assert model.output_shape == (None, len(classes))
     assert model.loss.signal_classes == signal_indices(classes)
@@ -63,8 +64,8 @@ def test_a_class_list_sets_the_output_the_loss_and_the_saved_metadata(fitted):
 
 
 def test_a_network_read_with_another_class_list_fails_clearly(fitted):
-    from emulsion_core import scoring, training
-    from emulsion_core.models import ClassListError
+    from emulsion_core.networks import scoring, training
+    from emulsion_core.networks.models import ClassListError
     classes, _, images, workdir, members, params = fitted
     other = PAPER if len(classes) == 4 else ("C30keV", "C60keV", "C100keV", "fog", "gamma")
     with pytest.raises(ClassListError, match="trained with the classes"):
@@ -79,9 +80,9 @@ def test_a_network_read_with_another_class_list_fails_clearly(fitted):
 
 
 def test_predict_writes_one_column_per_class_and_refuses_another_list(fitted, tmp_path):
-    from emulsion_core.models import ClassListError
-    from emulsion_core.predict import predict_files
-    from emulsion_core.simulate import simulate_scan
+    from emulsion_core.networks.models import ClassListError
+    from emulsion_core.networks.predict import predict_files
+    from emulsion_core.simulator.simulate import simulate_scan
     classes, _, _, _, members, _ = fitted
     scan = simulate_scan(tmp_path / "fog_test.h5", "fog", "test", 40, seed=1)
     predict_files(members, [scan], tmp_path / "s.csv", progress=False)
@@ -93,7 +94,7 @@ def test_predict_writes_one_column_per_class_and_refuses_another_list(fitted, tm
 
 
 def test_log_odds_sums_signal_against_every_background_class():
-    from emulsion_core import scoring
+    from emulsion_core.networks import scoring
     logits = np.log(np.array([[[0.1, 0.2, 0.3, 0.4]]]))
     assert scoring.member_log_odds(logits, GAMMA)[0, 0] == pytest.approx(np.log(0.3 / 0.7))  # C30 + C100 vs fog + gamma
     assert scoring.member_log_odds(logits, FOUR)[0, 0] == pytest.approx(np.log(0.6 / 0.4))  # three carbons vs fog
@@ -101,7 +102,8 @@ def test_log_odds_sums_signal_against_every_background_class():
 
 
 def test_table1_has_a_row_for_every_background_class(rng):
-    from emulsion_core import network_analysis, scoring
+    from emulsion_core.analyses import network_analysis
+    from emulsion_core.networks import scoring
     rows, logits = [], []
     for split in ("validation", "test"):
         for k, sample in enumerate(GAMMA):
@@ -119,7 +121,7 @@ def test_table1_has_a_row_for_every_background_class(rng):
 
 
 def test_profile_class_list_is_checked_and_keys_the_fits():
-    from emulsion_core import network_analysis
+    from emulsion_core.analyses import network_analysis
     assert _profile().network["classes"] == list(PAPER)
     for bad in (["C30keV", "C100keV"], ["C30keV", "fog"], ["C30keV", "C100keV", "fog", "fog"], ["C100keV", "dust"]):
         with pytest.raises(profiles.ProfileError, match="network.classes"):
@@ -138,14 +140,14 @@ def test_profile_class_list_is_checked_and_keys_the_fits():
 # ---- class balance ----
 
 def test_class_weights_give_every_class_the_same_total_on_a_10_to_1_set():
-    from emulsion_core import training
+    from emulsion_core.networks import sequences
     labels = np.r_[np.zeros(100, int), np.full(1000, 2), np.ones(50, int)]
-    w = training.class_weights(labels, 3)
+    w = sequences.class_weights(labels, 3)
     totals = np.bincount(labels) * w
     np.testing.assert_allclose(totals, totals[0])  # equal effective totals
     assert w[labels].mean() == pytest.approx(1.0)  # normalised: mean weight over events 1
     assert w[1] / w[2] == pytest.approx(20.0)
-    seq = training.EventSequence(np.zeros((1150, 8, 4, 4), np.uint8), labels, 64, shuffle=True, camera_max=255,
+    seq = sequences.EventSequence(np.zeros((1150, 8, 4, 4), np.uint8), labels, 64, shuffle=True, camera_max=255,
                                  full_batches=False, class_balance="weights")
     served = np.zeros(3)
     for i in range(len(seq)):
@@ -153,13 +155,13 @@ def test_class_weights_give_every_class_the_same_total_on_a_10_to_1_set():
         served += (y * sw[:, None]).sum(axis=0)
     np.testing.assert_allclose(served, served[0], rtol=1e-5)
     with pytest.raises(ValueError, match="no training events"):
-        training.class_weights(np.zeros(10, int), 2)
+        sequences.class_weights(np.zeros(10, int), 2)
 
 
 def test_oversampling_draws_the_classes_equally():
-    from emulsion_core import training
+    from emulsion_core.networks import sequences
     labels = np.r_[np.zeros(500, int), np.full(50, 1)]
-    seq = training.EventSequence(np.zeros((550, 8, 4, 4), np.uint8), labels, 50, shuffle=True, camera_max=255,
+    seq = sequences.EventSequence(np.zeros((550, 8, 4, 4), np.uint8), labels, 50, shuffle=True, camera_max=255,
                                  n_classes=2, class_balance="oversample", full_batches=False)
     y = np.concatenate([seq[i][1] for i in range(len(seq))]).argmax(axis=1)
     assert np.bincount(y).tolist() == [500, 500]
@@ -167,13 +169,13 @@ def test_oversampling_draws_the_classes_equally():
 
 
 def test_oversampled_scan_windows_hold_equal_shares(tmp_path):
-    from emulsion_core import io
-    from emulsion_core.simulate import simulate_scan
-    from emulsion_core.training import ScanSequence
+    from emulsion_core.formats import hdf5
+    from emulsion_core.simulator.simulate import simulate_scan
+    from emulsion_core.networks.sequences import ScanSequence
     wanted = []
     for label, (sample, n) in enumerate((("C30keV", 64), ("fog", 640))):  # 10:1
         path = simulate_scan(tmp_path / f"{sample}_rot0.h5", sample, "rot0", n, seed=label)
-        wanted.append(pd.DataFrame({"file": path.name, "event_id": io.read_events(path)["event_id"], "label": label}))
+        wanted.append(pd.DataFrame({"file": path.name, "event_id": hdf5.read_events(path)["event_id"], "label": label}))
     events = pd.concat(wanted, ignore_index=True)
     plain = ScanSequence(tmp_path, events, 32, block_events=32, window_blocks=4, seed=1, n_classes=2)
     over = ScanSequence(tmp_path, events, 32, block_events=32, window_blocks=4, seed=1, n_classes=2,
@@ -199,23 +201,24 @@ def test_oversampled_scan_windows_hold_equal_shares(tmp_path):
     ([1.0, float("nan"), float("nan")], 1, 2, 1, 3),  # a diverged fit counts as no improvement
 ])
 def test_stop_epoch_on_synthetic_loss_curves(losses, smoothing, patience, min_epochs, expected):
-    from emulsion_core.training import stop_epoch
+    from emulsion_core.networks.training import stop_epoch
     assert stop_epoch(losses, smoothing, patience, min_epochs) == expected
 
 
 def test_an_early_stopped_fit_keeps_its_epochs_and_is_not_redone(tmp_path, monkeypatch):
     """The stop rule says 'stop' from epoch 2 on: a 4-epoch fit ends after epoch 2, the ensemble is
     epochs 1-2, and a rerun (also one killed between the stop and the end) trains nothing."""
-    from emulsion_core import training
-    from emulsion_core.models import PAPER_PARAMETERS, keras
+    from emulsion_core.networks import sequences, training
+    from emulsion_core.config.paper import PAPER_PARAMETERS
+    from emulsion_core.networks.models import keras
     monkeypatch.setattr(training, "stop_epoch", lambda v, *a, **k: 2 if len(v) >= 2 else None)
     rng = np.random.default_rng(0)
     images, labels = rng.integers(20, 60, (32, 8, 40, 40), dtype=np.uint8), np.arange(32) % 3
 
     def run():
         keras.utils.set_random_seed(1)
-        train = training.EventSequence(images, labels, 16, shuffle=True, seed=2, camera_max=255)
-        val = training.EventSequence(images, labels, 16, camera_max=255)
+        train = sequences.EventSequence(images, labels, 16, shuffle=True, seed=2, camera_max=255)
+        val = sequences.EventSequence(images, labels, 16, camera_max=255)
         return training.fit({**PAPER_PARAMETERS, **TINY}, train, val, 4, tmp_path, width_scale=0.0625, ensemble=2,
                             early_stopping={"smoothing": 2, "patience": 1})
 
@@ -232,7 +235,7 @@ def test_an_early_stopped_fit_keeps_its_epochs_and_is_not_redone(tmp_path, monke
 # ---- seeds and the gallery ----
 
 def test_spread_comparison_puts_members_and_seeds_side_by_side():
-    from emulsion_core import network_analysis
+    from emulsion_core.analyses import network_analysis
     rows = pd.DataFrame({"sample": ["fog", "C100keV"], "split": "validation", "member_mean": [0.01, 0.3],
                          "ensemble_spread": [0.002, 0.01]})
     per_seed = pd.DataFrame({"seed": [1, 2, 3], "fog": [0.010, 0.014, 0.006], "C100keV": [0.30, 0.33, 0.27]})
@@ -242,7 +245,7 @@ def test_spread_comparison_puts_members_and_seeds_side_by_side():
 
 
 def test_misclassified_gallery_draws_one_strip_per_event(rng):
-    from emulsion_core import plots
+    from emulsion_core.figures import plots
     events = pd.DataFrame({"group": ["fog called carbon"] * 3 + ["carbon called fog"] * 2,
                            "sample": ["fog"] * 3 + ["C30keV", "C100keV"], "score": [3.0, 2.5, 2.0, -4.0, -3.5],
                            "npx": [20, 25, 30, 12, 15], "barshift_nm": [30.0, np.nan, 45.0, 10.0, 12.0],
@@ -263,7 +266,7 @@ def test_misclassified_gallery_draws_one_strip_per_event(rng):
 def test_seed_spread_trains_every_seed_and_cuts_each_at_the_same_log_odds(monkeypatch):
     """Every seed of training.seeds (after the profile's) gets its own fit, and every fit's
     validation events are cut at the one given log-odds: the fractions follow the scores."""
-    from emulsion_core import network_analysis
+    from emulsion_core.analyses import network_analysis
     profile = _profile(network={"classes": list(PAPER)}, training={"seeds": [7, 9]})
     trained = []
 

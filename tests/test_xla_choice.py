@@ -2,7 +2,7 @@
 
 import pytest
 
-from emulsion_core import xla_choice
+from emulsion_core.networks import xla_choice
 
 
 def test_decision_needs_faster_steps_and_a_fit_long_enough_to_repay_the_compilation():
@@ -41,8 +41,8 @@ def test_the_environment_overrides_the_measurement(monkeypatch, value, expected)
 
 def test_real_timing_of_a_tiny_network():
     """The timer runs a real compiled network both ways and gives positive step times."""
-    from emulsion_core import models, training
-    from emulsion_core.models import PAPER_PARAMETERS
+    from emulsion_core.networks import models, training
+    from emulsion_core.config.paper import PAPER_PARAMETERS
     factory = lambda jit: training.compile_model(models.compact_3d(filters=(4, 4, 4)), PAPER_PARAMETERS, jit)  # noqa: E731
     step, first = xla_choice.time_steps(factory, 8, False, steps=2)
     assert 0 < step < first

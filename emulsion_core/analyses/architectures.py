@@ -1,0 +1,214 @@
+"""The architecture table: NEWSnet-family configurations and the compact nets, each trained alike
+at one budget, next to the controls every network must beat and the simulator's ceiling.
+
+Every network of the table is trained with the same hyper-parameters (the search's best or the
+paper's), on the same stratified fraction of the training split for the same epochs, its batch
+normalisation re-estimated after the fit (``training.fit_in_memory``), and scored on the whole
+validation split by the log-odds of carbon against fog (``scoring``). A NEWSnet configuration is
+its widths (``[stem scale, residual scale]`` of the paper's 32/64 stem and searched residual
+widths, :func:`training.scaled_widths`) and its number of identity blocks. Rows are written to
+``results/<profile>/newsnet/architectures.json`` as they finish, keyed by their inputs and code
+(:mod:`provenance`), so an interrupted table resumes and a finished one is read back.
+
+Reference rows: the controls of Table 1 (barshift, cluster size, border ring) at the same
+30 % C100keV cut, and, on simulated scans, the ceiling set by the true number of grains: single-grain
+carbon events are the simulator's fog grains (one grain model, acquisition shared by every sample),
+so no image classifier can rank them above fog, and the AUC of the grain count bounds what any
+network can reach (an audit found every image statistic of one-grain carbon and fog alike within
+AUC 0.49-0.55; the events table's ``view_density`` and positions do differ, so the bound holds for
+classifiers of the images only).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from emulsion_core.analyses import table1
+from emulsion_core.config.profiles import Profile
+from emulsion_core.data import dataset
+from emulsion_core.networks import scoring, sequences, training
+from emulsion_core.networks.models import ARCHITECTURES, flops_per_event, keras, trainable_parameters
+from emulsion_core.stats import metrics
+from emulsion_core.storage import atomic, provenance, results
+
+CONTROLS = ("barshift", "cluster_size", "border_control")  # written by notebooks 01-02, before this table
+
+
+def configurations(profile: Profile, params: dict | None = None) -> list[dict]:
+    """The table's entries: ``{"name", "kind": "newsnet" | compact name, "width_scale", "n_identity"}``;
+    a NEWSnet entry without ``n_identity`` takes that of ``params`` (the search's), and an entry
+    that repeats an earlier one is left out."""
+    out = []
+    for c in profile.architectures["newsnet"]:
+        n_id = c.get("n_identity", (params or {}).get("n_identity"))
+        entry = {"name": newsnet_name(c["width_scale"], n_id), "kind": "newsnet", "width_scale": list(c["width_scale"]),
+                 "n_identity": None if n_id is None else int(n_id)}
+        if entry not in out:
+            out.append(entry)
+    return out + [{"name": name, "kind": name} for name in profile.architectures["compact"]]
+
+
+def newsnet_name(width_scale, n_identity=None) -> str:
+    """``NEWSnet stem 1/8, residual 1/4, 3 id`` from a ``[stem, residual]`` scale pair."""
+    stem, residual = training.width_pair(width_scale)
+    ident = "" if n_identity is None else f", {int(n_identity)} id"
+    return f"NEWSnet stem {_fraction(stem)}, residual {_fraction(residual)}{ident}"
+
+
+def _fraction(x: float) -> str:
+    return "1" if x == 1 else f"1/{round(1 / x):d}" if abs(1 / x - round(1 / x)) < 1e-6 else f"{x:g}"
+
+
+def build(config: dict, params: dict, n_classes: int = 3) -> "keras.Model":
+    """The uncompiled network of a table entry with the training ``params``."""
+    from emulsion_core.networks.models import newsnet
+    if config["kind"] != "newsnet":
+        return ARCHITECTURES[config["kind"]](n_classes=n_classes)
+    p = dict(params) if config.get("n_identity") is None else {**params, "n_identity": int(config["n_identity"])}
+    return newsnet(**training.scaled_widths(p, config["width_scale"]), n_classes=n_classes)
+
+
+def _key(profile: Profile, params: dict, config: dict) -> dict:
+    clean = results.path(profile.name, "clean_events")
+    return provenance.key("architecture_table", clean_events=provenance.upstream(clean),
+                          batch_size=profile.network["batch_size"], budget=dict(profile.architectures["budget"]),
+                          seed=profile.seed, params=dict(params), config=config)
+
+
+def table_path(profile: Profile):
+    return results.path(profile.name, "architectures")
+
+
+def sweep(profile: Profile, params: dict, progress: bool = True, n_timing: int = 256) -> pd.DataFrame:
+    """Train and score every entry of :func:`configurations` (resumable); returns one row each:
+    trainable parameters, MFLOPs per event, training and inference events/s on this machine,
+    validation AUC (carbon vs fog) and the fog fraction at the 30 % C100keV validation cut.
+
+    The compact nets are also scored on the test split and their Table 1 rows (method: the net's
+    name; the cut set on validation like every method's) written to ``table1.csv``."""
+    from tqdm import tqdm
+
+    from emulsion_core.analyses.network_analysis import binary_auc, classes, split_data, throughput
+    names = classes(profile)
+    # the network's classes and class balance travel with the parameters, as in the search
+    params = {**params, "classes": list(names), "class_balance": profile.training.get("class_balance", "weights")}
+    path = table_path(profile)
+    done = _read(path)
+    budget, batch = profile.architectures["budget"], profile.network["batch_size"]
+    todo = [c for c in configurations(profile, params) if _digest(profile, params, c) not in done]
+    if todo:
+        _, x_train, y_train = split_data(profile, "train", budget["train_fraction"], profile.seed)
+        scale = dataset.camera_max(dataset.dataset_dir(profile))
+    for config in tqdm(todo, desc="architectures", disable=not progress):
+        keras.utils.set_random_seed(profile.seed)
+        model = training.compile_model(build(config, params, len(names)), params, False, names)
+        training.fit_in_memory(model, params, x_train, y_train, budget["epochs"], batch, profile.seed, camera_max=scale)
+        scored = []
+        for split in ("validation",) if config["kind"] == "newsnet" else ("validation", "test"):
+            rows, images, _ = split_data(profile, split)
+            z = scoring.class_logits(model, sequences.EventSequence(images, None, batch, camera_max=scale))
+            scored.append(rows.assign(score=scoring.member_log_odds(z, names)))
+            del images
+        scored = pd.concat(scored, ignore_index=True)
+        validation = scored[scored["split"] == "validation"]
+        rate = throughput(model, x_train[:n_timing], batch, scale)
+        record = {"architecture": config["name"], "parameters": trainable_parameters(model),
+                  "MFLOPs per event": round(flops_per_event(model) / 1e6, 1),
+                  "train events/s": round(rate["train_events_per_s"]),
+                  "inference events/s": round(rate["inference_events_per_s"]),
+                  "validation AUC": round(binary_auc(validation), 3), **_fog_fraction(validation, "score")}
+        if config["kind"] != "newsnet":
+            cut = table1.reference_cut(scored, "score")[0]
+            rows = table1.rows(scored, config["name"], "score", cut, samples=table1.samples_for(names))
+            record["table1"] = json.loads(rows.to_json(orient="records"))
+        done[_digest(profile, params, config)] = record
+        keras.backend.clear_session()
+        _write(path, done)
+    records = [done[_digest(profile, params, c)] for c in configurations(profile, params)]
+    trained = [r for rec in records for r in rec.get("table1", [])]
+    if trained:
+        table1.record(pd.DataFrame(trained), profile)
+    return pd.DataFrame([{k: v for k, v in r.items() if k != "table1"} for r in records]).set_index("architecture")
+
+
+def _digest(profile: Profile, params: dict, config: dict) -> str:
+    return provenance.digest(_key(profile, params, config))
+
+
+def _read(path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _write(path, rows: dict) -> None:
+    atomic.write_json(path, rows, indent=1)
+
+
+def _fog_fraction(table: pd.DataFrame, column: str) -> dict:
+    """Fog fraction passing the cut that keeps 30 % of C100keV validation events, with its 68 %
+    interval: ``fog at 30% C100keV``, ``fog low``, ``fog high``."""
+    from emulsion_core.analyses.network_analysis import reduction_at_reference
+    red = reduction_at_reference(table, column)
+    return {"fog at 30% C100keV": red["value"], "fog low": red["low"], "fog high": red["high"]}
+
+
+def reference_rows(profile: Profile) -> pd.DataFrame:
+    """The controls' validation fog fractions at the 30 % C100keV cut (from Table 1, as far as the
+    earlier notebooks have written them) and the grain-count ceiling on simulated scans."""
+    rows = []
+    t = table1.read(profile)
+    if len(t):
+        for method in CONTROLS:
+            r = t[(t["method"] == method) & (t["sample"] == "fog") & (t["split"] == "validation")]
+            if len(r):
+                r = r.iloc[0]
+                rows.append({"architecture": f"control: {method}", "fog at 30% C100keV": r["value"],
+                             "fog low": r["value"] - r["err_low"], "fog high": r["value"] + r["err_high"]})
+    ceiling = grain_count_ceiling(profile)
+    if ceiling is not None:
+        rows.append({"architecture": "ceiling: true grain count (simulation)", **ceiling})
+    return pd.DataFrame(rows).set_index("architecture") if rows else pd.DataFrame()
+
+
+def grain_count_ceiling(profile: Profile, split: str = "validation") -> dict | None:
+    """:func:`ceiling` of the profile's clean ``split`` events from their true number of grains;
+    None when the scans carry no truth (real data)."""
+    from emulsion_core.analyses.network_analysis import split_data
+    rows = split_data(profile, split, with_images=False)[0]
+    truth = dataset.truth_column(dataset.dataset_dir(profile), rows, "true_n_grains")
+    return None if truth is None else ceiling(rows, truth, profile.seed)
+
+
+def ceiling(rows: pd.DataFrame, n_grains: np.ndarray, seed: int = 0) -> dict:
+    """AUC (carbon vs fog; ties count one half) and fog fraction at the 30 % C100keV cut of a score
+    that is the true number of grains: what an image classifier can at best reach when one-grain
+    carbon events look like fog (one grain model for every grain, acquisition shared by every
+    sample), counting every multi-grain event as separable (so the bound is optimistic).
+
+    rows : events with ``sample`` and ``split``; n_grains : their true grain counts; samples other
+    than carbon (names starting with "C") and fog are left out. ``seed`` breaks ties at random for
+    the cut only."""
+    from sklearn.metrics import roc_auc_score
+    keep = (rows["sample"].astype(str).str.startswith("C") | (rows["sample"] == "fog")).to_numpy()
+    rows, n = rows[keep], np.asarray(n_grains, float)[keep]
+    auc = float(roc_auc_score(rows["sample"].astype(str).str.startswith("C"), n))
+    jitter = np.random.default_rng(seed).uniform(0.0, 0.5, len(rows))  # random order inside a grain count
+    return {"validation AUC": round(auc, 3), **_fog_fraction(rows.assign(score=n + jitter), "score")}
+
+
+def format_table(table: pd.DataFrame, profile: Profile | None = None, params: dict | None = None) -> pd.DataFrame:
+    """The table as text: the fog fraction with its 68 % interval, blanks where a row has no value,
+    and with ``profile`` and ``params`` a mark on the NEWSnet configuration the profile trains."""
+    out = table.drop(columns=["fog low", "fog high"]).astype(object)
+    for column in ("parameters", "train events/s", "inference events/s"):
+        if column in out:
+            out[column] = [f"{int(v):,}" if pd.notna(v) else v for v in table[column]]
+    out = out.where(table.drop(columns=["fog low", "fog high"]).notna(), "")
+    out["fog at 30% C100keV"] = [metrics.format_value(v, v - lo, hi - v) for v, lo, hi in
+                                 zip(table["fog at 30% C100keV"], table["fog low"], table["fog high"])]
+    if profile is not None:
+        mine = newsnet_name(profile.network["width_scale"], (params or {}).get("n_identity"))
+        out["profile's network"] = ["yes" if name == mine else "" for name in out.index]
+    return out

@@ -1,0 +1,333 @@
+"""Run profiles (``smoke``, ``default``, ``paper``): dataset sizes and seeds, read from YAML.
+
+A profile file names every knob of a run; an unknown key or a bad value raises
+:class:`ProfileError` naming the key. ``run_all.sh`` passes the absolute path of the YAML file
+it was given as the notebooks' ``profile`` parameter, so every notebook resolves exactly that
+file (:func:`resolve`), never a shipped profile of the same name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from emulsion_core.config.samples import ROTATED_SCANS, SAMPLES, SIGNAL_SAMPLES, TABLE1_SAMPLES
+
+PROFILE_DIR = Path(__file__).resolve().parents[1] / "profiles"  # emulsion_core/profiles/*.yaml
+# the compact networks of ``models.ARCHITECTURES`` (named here so that reading a profile needs no TensorFlow)
+COMPACT_NETWORKS = ("compact_3d", "polarisation_channels_2d")
+
+
+class ProfileError(ValueError):
+    """A profile file is missing, has an unknown key or a bad value (the message names it)."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A validated run profile.
+
+    events : {sample: {scan: raw events to simulate}} for rot0, rot45, rot90, rot0_repeat, test.
+    """
+
+    name: str
+    seed: int
+    dataset: str
+    samples: tuple
+    events: dict
+    validation_fraction: float
+    block_size: int
+    description: str = ""
+    path: str = ""
+    network: dict = None
+    search: dict = None
+    training: dict = None
+    simulation: dict = None  # per_sample_conditions (bool), contamination {sample: {train, test}}
+    architectures: dict = None  # budget {epochs, train_fraction}, newsnet [{width_scale, n_identity}], compact [names]
+
+    def simulator_config(self):
+        """The simulator configuration this profile asks for (defaults + its ``simulation`` section)."""
+        from emulsion_core.config.simulator import SimulatorConfig, _default_areas
+        sim = self.simulation or {}
+        cfg = SimulatorConfig()
+        if "contamination" in sim:
+            cfg = cfg.replace(areas=_default_areas(sim["contamination"]))
+        if sim.get("per_sample_conditions"):
+            cfg = cfg.replace(acquisition={"per_sample": True})
+        return cfg
+
+    def scan_events(self, sample: str, scan: str) -> int:
+        return self.events[sample][scan]
+
+
+_KEYS = {"profile", "seed", "dataset", "samples", "events", "validation_fraction", "block_size", "description",
+         "network", "search", "training", "simulation", "architectures"}
+# NEWSnet sections: key -> (type, minimum, maximum, default); search.dimensions (a list) is checked by _dimensions
+_SECTIONS = {
+    "network": {"width_scale": (float, 0.01, 1.0, 1.0), "batch_size": (int, 8, 4096, 256)},
+    "search": {"n_calls": (int, 1, 1000, 150), "n_initial_points": (int, 1, 100, 10), "epochs": (int, 1, 500, 10),
+               "folds": (int, 2, 10, 3), "train_fraction": (float, 0.01, 1.0, 0.5),
+               "repeats": (int, 0, 100, 0), "parallel": (int, 1, 64, 1), "dimensions": (list, None, None, None)},
+    "training": {"epochs": (int, 1, 1000, 60), "ensemble": (int, 1, 100, 10)},
+}
+
+
+# keys that are not single numbers, validated by _practice: the training practice (issue 10, item 6)
+_STRUCTURED = {"network": ("classes",), "training": ("class_balance", "early_stopping", "seeds")}
+PAPER_CLASSES = list(TABLE1_SAMPLES)
+
+
+def _section(source, name, raw):
+    spec = _SECTIONS[name]
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        _fail(source, name, "expected a mapping")
+    out = {}
+    structured = _STRUCTURED.get(name, ())
+    for key in raw:
+        if key not in spec and key not in structured:
+            _fail(source, f"{name}.{key}", f"unknown key (known: {', '.join(list(spec) + list(structured))})")
+    out.update(_practice(source, name, raw))
+    for key, (kind, lo, hi, default) in spec.items():
+        if kind is list:
+            continue
+        value = raw.get(key, default)
+        if name == "network" and key == "width_scale" and isinstance(value, list):
+            out[key] = _width_pair(source, f"{name}.{key}", value, lo, hi)
+            continue
+        ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+              and (kind is float or float(value).is_integer()) and lo <= value <= hi)
+        if not ok:
+            _fail(source, f"{name}.{key}", f"expected {kind.__name__} in [{lo}, {hi}], got {value!r}")
+        out[key] = kind(value)
+    if name == "search":
+        out["dimensions"] = _dimensions(source, raw.get("dimensions"))
+    if name == "training" and out["ensemble"] > out["epochs"]:
+        _fail(source, "training.ensemble", "cannot exceed training.epochs")
+    return out
+
+
+def _width_pair(source, key, value, lo=0.01, hi=1.0) -> list:
+    """A ``[stem, residual]`` pair of width scales, each in [lo, hi]."""
+    if (len(value) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi
+                                for v in value)):
+        _fail(source, key, f"expected a number or a pair [stem, residual] of numbers in [{lo}, {hi}], got {value!r}")
+    return [float(v) for v in value]
+
+
+def _architectures(source, raw) -> dict:
+    """The ``architectures`` section (notebook 04's table, :mod:`emulsion_core.analyses.architectures`):
+    ``budget`` {epochs, train_fraction}, ``newsnet`` (a list of {width_scale: number or
+    [stem, residual], n_identity (optional)}) and ``compact`` (names of compact networks)."""
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        _fail(source, "architectures", "expected a mapping")
+    for key in raw:
+        if key not in ("budget", "newsnet", "compact"):
+            _fail(source, f"architectures.{key}", "unknown key (known: budget, newsnet, compact)")
+    budget = raw.get("budget", {"epochs": 3, "train_fraction": 0.25})
+    if not isinstance(budget, dict) or set(budget) != {"epochs", "train_fraction"}:
+        _fail(source, "architectures.budget", f"expected a mapping with epochs and train_fraction, got {budget!r}")
+    epochs = _int(source, "architectures.budget.epochs", budget["epochs"], minimum=1)
+    frac = budget["train_fraction"]
+    if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0.0 < frac <= 1.0:
+        _fail(source, "architectures.budget.train_fraction", f"expected a number in (0, 1], got {frac!r}")
+    nets = raw.get("newsnet", [])
+    if not isinstance(nets, list):
+        _fail(source, "architectures.newsnet", "expected a list of {width_scale, n_identity}")
+    out_nets = []
+    for i, net in enumerate(nets):
+        where = f"architectures.newsnet[{i}]"
+        if not isinstance(net, dict) or "width_scale" not in net or set(net) - {"width_scale", "n_identity"}:
+            _fail(source, where, f"expected a mapping with width_scale and optionally n_identity, got {net!r}")
+        ws = net["width_scale"]
+        pair = _width_pair(source, f"{where}.width_scale", ws if isinstance(ws, list) else [ws, ws])
+        entry = {"width_scale": pair}
+        if "n_identity" in net:
+            entry["n_identity"] = _int(source, f"{where}.n_identity", net["n_identity"])
+        out_nets.append(entry)
+    compact = raw.get("compact", [])
+    if not isinstance(compact, list) or any(c not in COMPACT_NETWORKS for c in compact):
+        _fail(source, "architectures.compact", f"expected a list of {', '.join(COMPACT_NETWORKS)}, got {compact!r}")
+    return {"budget": {"epochs": epochs, "train_fraction": float(frac)}, "newsnet": out_nets, "compact": list(compact)}
+
+
+def _dimensions(source, raw) -> list:
+    """``search.dimensions``: the names of :data:`search.SPACE` the search varies, in SPACE's order
+    (the others stay at the paper's values); all of SPACE when omitted."""
+    from emulsion_core.config.paper import SEARCH_SPACE as SPACE
+    if raw is None:
+        return list(SPACE)
+    if not isinstance(raw, list) or not raw or not all(isinstance(k, str) for k in raw):
+        _fail(source, "search.dimensions", f"expected a non-empty list of parameter names, got {raw!r}")
+    for k in raw:
+        if k not in SPACE:
+            _fail(source, "search.dimensions", f"unknown parameter {k!r} (known: {', '.join(SPACE)})")
+    if len(set(raw)) != len(raw):
+        _fail(source, "search.dimensions", f"a parameter is listed twice: {raw!r}")
+    return [k for k in SPACE if k in raw]
+
+
+def _practice(source, name, raw) -> dict:
+    """The structured keys of ``network`` and ``training`` (defaults when absent):
+
+    - ``network.classes``: the classes the network learns, sample names (default the paper's
+      [C30keV, C100keV, fog]); carbon samples are signal, the others background; must hold
+      C100keV (the reference cut) and fog (Table 1's background), each once;
+    - ``training.class_balance``: ``weights`` (default), ``oversample`` or ``none``;
+    - ``training.early_stopping``: {smoothing: epochs averaged (>= 1), patience: epochs without
+      improvement of the smoothed validation loss (0: off)}; default {smoothing: 1, patience: 0};
+    - ``training.seeds``: extra training seeds for the seed spread (default []).
+    """
+    out = {}
+    if name == "network":
+        classes = raw.get("classes", PAPER_CLASSES)
+        if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+            _fail(source, "network.classes", f"expected a list of sample names, got {classes!r}")
+        for c in classes:
+            if c not in SAMPLES:
+                _fail(source, "network.classes", f"unknown sample {c!r} (known: {', '.join(SAMPLES)})")
+        if len(set(classes)) != len(classes) or "C100keV" not in classes or "fog" not in classes:
+            _fail(source, "network.classes", f"expected distinct samples including C100keV (the reference cut) "
+                  f"and fog (Table 1's background), got {classes!r}")
+        out["classes"] = list(classes)
+    if name == "training":
+        balance = raw.get("class_balance", "weights")
+        if balance not in ("weights", "oversample", "none"):
+            _fail(source, "training.class_balance", f"expected weights, oversample or none, got {balance!r}")
+        out["class_balance"] = balance
+        es = raw.get("early_stopping", {"smoothing": 1, "patience": 0})
+        if not isinstance(es, dict) or set(es) - {"smoothing", "patience"}:
+            _fail(source, "training.early_stopping", f"expected a mapping with smoothing and patience, got {es!r}")
+        out["early_stopping"] = {"smoothing": _int(source, "training.early_stopping.smoothing", es.get("smoothing", 1), 1),
+                                 "patience": _int(source, "training.early_stopping.patience", es.get("patience", 0))}
+        seeds = raw.get("seeds", [])
+        if not isinstance(seeds, list):
+            _fail(source, "training.seeds", f"expected a list of integers, got {seeds!r}")
+        out["seeds"] = [_int(source, "training.seeds", v) for v in seeds]
+        if len(set(out["seeds"])) != len(out["seeds"]):
+            _fail(source, "training.seeds", f"expected distinct seeds, got {seeds!r}")
+    return out
+
+
+def _simulation(source, raw) -> dict:
+    """The ``simulation`` section: ``per_sample_conditions`` (bool, default false: acquisition shared
+    by every sample) and ``contamination`` ({carbon sample: {train: f, test: f}}, fractions)."""
+    from emulsion_core.config.simulator import DEFAULT_CONTAMINATION
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        _fail(source, "simulation", "expected a mapping")
+    for key in raw:
+        if key not in ("per_sample_conditions", "contamination"):
+            _fail(source, f"simulation.{key}", "unknown key (known: per_sample_conditions, contamination)")
+    flag = raw.get("per_sample_conditions", False)
+    if not isinstance(flag, bool):
+        _fail(source, "simulation.per_sample_conditions", f"expected true or false, got {flag!r}")
+    cont = raw.get("contamination", DEFAULT_CONTAMINATION)
+    if not isinstance(cont, dict):
+        _fail(source, "simulation.contamination", "expected a mapping sample -> {train, test}")
+    out = {}
+    for sample, areas in cont.items():
+        if sample not in SIGNAL_SAMPLES:
+            _fail(source, f"simulation.contamination.{sample}", f"not a carbon sample ({', '.join(SIGNAL_SAMPLES)})")
+        if not isinstance(areas, dict) or set(areas) - {"train", "test"}:
+            _fail(source, f"simulation.contamination.{sample}", "expected a mapping with train and test")
+        for area, f in areas.items():
+            if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 <= f < 1.0:
+                _fail(source, f"simulation.contamination.{sample}.{area}", f"expected a fraction in [0, 1), got {f!r}")
+        out[sample] = {a: float(areas.get(a, 0.0)) for a in ("train", "test")}
+    return {"per_sample_conditions": flag, "contamination": out}
+
+
+def _fail(source, key, problem):
+    raise ProfileError(f"profile {source}: key '{key}': {problem}")
+
+
+def _int(source, key, value, minimum=0):
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        _fail(source, key, f"expected an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def load(name_or_path) -> Profile:
+    """Load a profile by name (``smoke``) or path to a YAML file, validating every key."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PROFILE_DIR / f"{name_or_path}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+        raise ProfileError(f"profile {name_or_path!r}: no such profile (known: {', '.join(known)})")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ProfileError(f"profile {path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ProfileError(f"profile {path}: expected a mapping of keys")
+    return from_dict(raw, source=str(path))
+
+
+def from_dict(raw: dict, source: str = "<dict>") -> Profile:
+    """Validate a profile mapping (see the YAML files for the layout)."""
+    for key in raw:
+        if key not in _KEYS:
+            _fail(source, key, f"unknown key (known: {', '.join(sorted(_KEYS))})")
+    for key in ("profile", "seed", "dataset", "samples", "events"):
+        if key not in raw:
+            _fail(source, key, "missing")
+    seed = _int(source, "seed", raw["seed"])
+    samples = raw["samples"]
+    if not isinstance(samples, list) or not samples:
+        _fail(source, "samples", f"expected a non-empty list, got {samples!r}")
+    for s in samples:
+        if s not in SAMPLES:
+            _fail(source, "samples", f"unknown sample {s!r} (known: {', '.join(SAMPLES)})")
+    ev = raw["events"]
+    if not isinstance(ev, dict):
+        _fail(source, "events", "expected a mapping with 'rotated' and 'test'")
+    for key in ev:
+        if key not in ("rotated", "test"):
+            _fail(source, f"events.{key}", "unknown key (known: rotated, test)")
+    events = {s: {} for s in samples}
+    for group in ("rotated", "test"):
+        per = ev.get(group)
+        if not isinstance(per, dict):
+            _fail(source, f"events.{group}", "expected a mapping sample -> number of raw events")
+        for s in per:
+            if s not in samples:
+                _fail(source, f"events.{group}.{s}", "not one of the profile's samples")
+        for s in samples:
+            if s not in per:
+                _fail(source, f"events.{group}.{s}", "missing")
+            n = _int(source, f"events.{group}.{s}", per[s], minimum=1)
+            for scan in (ROTATED_SCANS if group == "rotated" else ("test",)):
+                events[s][scan] = n
+    vf = raw.get("validation_fraction", 0.4)
+    if isinstance(vf, bool) or not isinstance(vf, (int, float)) or not 0.0 < vf < 1.0:
+        _fail(source, "validation_fraction", f"expected a number in (0, 1), got {vf!r}")
+    name, dataset = raw["profile"], raw["dataset"]
+    for key, value in (("profile", name), ("dataset", dataset)):
+        if not isinstance(value, str) or not value or "/" in value:
+            _fail(source, key, f"expected a plain name, got {value!r}")
+    return Profile(name=name, seed=seed, dataset=dataset, samples=tuple(samples), events=events,
+                   validation_fraction=float(vf), block_size=_int(source, "block_size", raw.get("block_size", 1024), 64),
+                   description=str(raw.get("description", "")), path=source,
+                   network=_section(source, "network", raw.get("network")),
+                   search=_section(source, "search", raw.get("search")),
+                   training=_section(source, "training", raw.get("training")),
+                   simulation=_simulation(source, raw.get("simulation")),
+                   architectures=_architectures(source, raw.get("architectures")))
+
+
+def resolve(profile: str, seed: int | None = None) -> Profile:
+    """The profile a notebook runs with: ``load(profile)``, its seed replaced when given.
+
+    Another seed gives another run: its name and dataset get a ``-seed<N>`` suffix so that its
+    data, results and figures sit beside the profile's own instead of replacing them.
+    """
+    from dataclasses import replace
+    p = load(profile)
+    if seed is None or seed == p.seed:
+        return p
+    tag = f"-seed{int(seed)}"
+    return replace(p, seed=int(seed), name=p.name + tag, dataset=p.dataset + tag)

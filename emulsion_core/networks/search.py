@@ -1,0 +1,286 @@
+"""Bayesian hyper-parameter search for NEWSnet ([P21] sec. 3.2.3, Appendix A).
+
+scikit-optimize's Gaussian-process optimizer (ask/tell) over the profile's ``search.dimensions``
+of the Appendix A space (:data:`SPACE`); the parameters not searched stay at the paper's final
+values (``models.PAPER_PARAMETERS``). The objective is the binary ROC AUC (summed carbon
+probability, carbon against fog) from k-fold cross-validation on a fraction of the training data
+with few epochs.
+
+The optimizer is asked for ``batch_size`` points at a time (more than one: the constant-liar
+strategy, ``cl_min``), which are evaluated in turn and told together. The history is written after
+every call; a killed search restarts by replaying it into a fresh optimizer with the same seed,
+asking exactly as the original did (the Sobol initial points come in order and every ask draws
+the same random numbers), so it continues where the uninterrupted search would have. After the
+calls, the best call is evaluated ``repeats`` more times with other seeds (another fold split and
+initialisation): rows flagged ``repeat``, never told to the optimizer and never chosen as best,
+that measure the noise floor of the AUC (:func:`noise_floor`).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from emulsion_core.config.paper import SEARCH_SPACE
+from emulsion_core.storage import history as history_file
+
+SPACE = SEARCH_SPACE  # [P21] Appendix A ranges: name -> (kind, low, high, prior)
+REPLICA_SEED_STEP = 1000  # a repeat r of the best call uses seed + r * REPLICA_SEED_STEP
+
+
+def searched(dimensions=None) -> list:
+    """The searched parameter names in :data:`SPACE`'s order (all of SPACE when None)."""
+    if dimensions is None:
+        return list(SPACE)
+    unknown = set(dimensions) - set(SPACE)
+    if unknown or not dimensions:
+        raise ValueError(f"search dimensions {sorted(unknown) or dimensions!r}: expected names of SPACE ({', '.join(SPACE)})")
+    return [k for k in SPACE if k in dimensions]
+
+
+def replica_seed(seed: int, replica: int) -> int:
+    """Seed of repeat ``replica`` (0: the search's own) of a point: fold split and initialisation."""
+    return int(seed) + REPLICA_SEED_STEP * int(replica)
+
+
+def skopt_space(dimensions=None):
+    """scikit-optimize dimensions of the searched parameters (:func:`searched`)."""
+    from skopt.space import Integer, Real
+    out = []
+    for k in searched(dimensions):
+        kind, lo, hi, prior = SPACE[k]
+        out.append(Integer(lo, hi, name=k) if kind == "int" else Real(lo, hi, prior=prior, name=k))
+    return out
+
+
+def _typed(values: dict) -> dict:
+    """Every parameter of SPACE from ``values``, as int or float."""
+    return {k: (int(values[k]) if SPACE[k][0] == "int" else float(values[k])) for k in SPACE}
+
+
+def as_params(x, dimensions=None, fixed=None) -> dict:
+    """All parameters of SPACE: ``x`` gives the searched ones (in :func:`searched` order), ``fixed``
+    the others (default: the paper's final values, ``models.PAPER_PARAMETERS``)."""
+    dims = searched(dimensions)
+    if len(x) != len(dims):
+        raise ValueError(f"{len(x)} values for {len(dims)} searched dimensions ({', '.join(dims)})")
+    values = dict(_fixed(fixed) if len(dims) < len(SPACE) else {})
+    values.update(zip(dims, x))
+    return _typed(values)
+
+
+def _fixed(fixed) -> dict:
+    if fixed is None:
+        from emulsion_core.config.paper import PAPER_PARAMETERS
+        fixed = PAPER_PARAMETERS
+    return _typed(fixed)
+
+
+def optimizer(n_initial_points: int, seed: int, dimensions=None):
+    """A fresh GP optimizer (expected improvement, Sobol initial points) over the searched dimensions."""
+    from skopt import Optimizer
+    return Optimizer(skopt_space(dimensions), base_estimator="GP", n_initial_points=n_initial_points,
+                     initial_point_generator="sobol", acq_func="EI", random_state=seed)
+
+
+def _is_repeat(row) -> bool:
+    return bool(row.get("repeat", False) == True)  # noqa: E712 (NaN and missing: a call)
+
+
+def _drive(opt, calls: list, total: int, batch_size: int, dims: list, evaluate=None, where: str = "") -> None:
+    """Ask ``opt`` for batches of ``batch_size`` points until ``total`` calls are told: the points
+    of ``calls`` (the history so far) are replayed, the others evaluated by ``evaluate(x, call,
+    batch)``, which appends their row to ``calls``. A replayed ask that does not give the saved point
+    (another scikit-optimize or scikit-learn) warns once; the saved point is told all the same."""
+    start, batch, faithful = 0, 0, True
+    while start < total:
+        size = min(batch_size, total - start)
+        if batch_size == 1:
+            xs = [opt.ask()]
+        else:
+            with warnings.catch_warnings():  # skopt's ask copies the optimizer, whose Sobol sampler
+                # draws (and discards) another set of initial points and warns about their number
+                warnings.filterwarnings("ignore", message="The balance properties of Sobol")
+                xs = opt.ask(n_points=size)
+        told = []
+        for j, x in enumerate(xs):
+            i = start + j
+            if i >= len(calls):
+                evaluate(x, i, batch)
+            saved = [calls[i][k] for k in dims]
+            if faithful and not np.allclose(np.asarray(x, float), np.asarray(saved, float), rtol=1e-12, atol=1e-15):
+                warnings.warn(f"the replay of the search history{where} does not ask call {i}'s point again "
+                              "(another scikit-optimize or scikit-learn?); its saved calls are kept and the "
+                              "search goes on from them, not exactly as an uninterrupted one would", stacklevel=3)
+                faithful = False
+            told.append(saved)
+        opt.tell(told, [-float(calls[start + j]["score"]) for j in range(size)])
+        start, batch = start + size, batch + 1
+
+
+def run(objective, n_calls: int, n_initial_points: int, seed: int, checkpoint=None, progress: bool = True, *,
+        dimensions=None, fixed=None, batch_size: int = 1, repeats: int = 0) -> pd.DataFrame:
+    """Maximise ``objective`` over the searched ``dimensions`` in ``n_calls`` calls, then evaluate
+    the best call ``repeats`` more times; resumable from ``checkpoint`` (a JSON history).
+
+    objective : ``objective(params) -> score`` to maximise (the cross-validated AUC), params a
+        dict of every parameter of SPACE; with ``repeats`` it is also called as
+        ``objective(params, replica=r)``, r = 1..repeats: the same point with another seed
+        (:func:`replica_seed`: another fold split and initialisation).
+    dimensions : names of SPACE to search (None: all); the others are held at ``fixed``
+        (None: ``models.PAPER_PARAMETERS``).
+    batch_size : points asked of the optimizer at once (``ask(n_points=...)``, constant liar),
+        evaluated in order and told together. The history is still written after every call: a
+        search killed inside a batch asks that batch again on resumption (the same points) and
+        evaluates only the calls not yet saved.
+    Returns the history: one row per call (every parameter, ``score`` (AUC), ``call``, ``batch``,
+    ``repeat`` False), then one per repeat (``repeat`` True, ``replica`` r, ``call`` the call repeated).
+    """
+    from tqdm import tqdm
+
+    dims = searched(dimensions)
+    held = _fixed(fixed) if len(dims) < len(SPACE) else {}
+    rows = history_file.load(checkpoint)
+    calls = [r for r in rows if not _is_repeat(r)]
+    again = [r for r in rows if _is_repeat(r)]
+    bar = tqdm(total=max(n_calls, len(calls)) + repeats, initial=len(rows), desc="search",
+               **({} if progress else {"disable": True}))
+
+    def save():
+        if checkpoint:
+            history_file.save(checkpoint, calls + again)
+        bar.update(1)
+
+    def evaluate(x, call, batch):
+        params = as_params(x, dims, held)
+        row = {**params, "score": float(objective(params)), "call": call, "batch": batch, "repeat": False}
+        calls.append(row)
+        save()
+
+    _drive(optimizer(n_initial_points, seed, dims), calls, max(n_calls, len(calls)), int(batch_size), dims,
+           evaluate, f" {checkpoint}" if checkpoint else "")
+    if repeats and calls:
+        top = max(calls, key=lambda r: r["score"])  # the first of ties, as best()
+        params = _typed(top)
+        done = {int(r["replica"]) for r in again if r["call"] == top["call"]}
+        for r in range(1, repeats + 1):
+            if r not in done:
+                again.append({**params, "score": float(objective(dict(params), replica=r)), "call": top["call"],
+                              "repeat": True, "replica": r})
+                save()
+    bar.close()
+    return pd.DataFrame(calls + again)
+
+
+def calls_of(history: pd.DataFrame) -> pd.DataFrame:
+    """The search's own calls (the rows not flagged ``repeat``)."""
+    if "repeat" not in history:
+        return history
+    return history[~history["repeat"].eq(True)]
+
+
+def best(history: pd.DataFrame) -> dict:
+    """Parameters of the best call (repeats of a call are never chosen)."""
+    calls = calls_of(history)
+    return _typed(calls.loc[calls["score"].idxmax(), list(SPACE)])
+
+
+def noise_floor(history: pd.DataFrame) -> dict:
+    """How much the cross-validated AUC of one point moves with the seed, next to how much the
+    calls differ.
+
+    history : a :func:`run` history with repeat rows (``search.repeats`` > 0).
+    Returns a dict: ``call`` (the call repeated: the best), ``replica`` (0 = the call itself, then
+    the repeats) and ``scores`` (its AUCs, in that order), ``spread`` (their standard deviation,
+    ddof 1; for two scores |difference| / sqrt 2), ``range`` (max - min), ``lead`` (the call's
+    own AUC minus the mean of its repeats: the part of the best call's lead that was luck),
+    ``n_calls``, ``calls_spread`` (standard deviation, ddof 1, of the calls' AUCs) and
+    ``calls_range``. All in AUC units. Differences between calls smaller than ``spread`` are noise.
+    """
+    calls = calls_of(history)
+    again = history[history["repeat"].eq(True)] if "repeat" in history else history.iloc[:0]
+    if again.empty:
+        raise ValueError("the search history has no repeated evaluations (set search.repeats > 0)")
+    call = int(calls.loc[calls["score"].idxmax(), "call"])
+    if not (again["call"] == call).any():  # the history grew after the repeats: the point they repeated
+        call = int(again["call"].iloc[-1])
+    again = again[again["call"] == call].sort_values("replica")
+    scores = [float(calls.loc[calls["call"] == call, "score"].iloc[0])] + again["score"].astype(float).tolist()
+    own = calls["score"].astype(float).to_numpy()
+    return {"call": call, "replica": [0] + again["replica"].astype(int).tolist(), "scores": scores,
+            "spread": float(np.std(scores, ddof=1)), "range": float(np.ptp(scores)),
+            "lead": scores[0] - float(np.mean(scores[1:])), "n_calls": len(own),
+            "calls_spread": float(np.std(own, ddof=1)) if len(own) > 1 else float("nan"),
+            "calls_range": float(np.ptp(own))}
+
+
+def noise_floor_table(floor: dict) -> pd.DataFrame:
+    """:func:`noise_floor` as a small table: the repeated call's AUC per seed, its spread and the
+    calls' spread (AUC, 4 decimals)."""
+    c = floor["call"]
+    rows = [(f"call {c} (the best), the search's seed" if r == 0 else f"call {c} again, seed + {r * REPLICA_SEED_STEP}", s)
+            for r, s in zip(floor["replica"], floor["scores"])]
+    rows += [(f"spread of call {c}'s {len(floor['scores'])} evaluations (std)", floor["spread"]),
+             (f"spread of the {floor['n_calls']} calls (std)", floor["calls_spread"]),
+             (f"call {c}'s own AUC minus its repeats' mean", floor["lead"])]
+    return pd.DataFrame(rows, columns=["", "cross-validated AUC"]).set_index("").round(4)
+
+
+def cross_validated_auc(params: dict, images: np.ndarray, labels: np.ndarray, folds: int, epochs: int,
+                        width_scale, batch_size: int, seed: int, camera_max: float, classes=None) -> float:
+    """Mean binary ROC AUC (carbon against the background classes) over stratified ``folds``-fold
+    cross-validation; camera_max : the range of ``images`` (ADU); classes : the class list the
+    ``labels`` index (the paper's when None).
+
+    Each fold's network is trained with ``training.fit_in_memory`` (which re-estimates its
+    batch-normalisation statistics on the fold's training events) and scored with the
+    log-odds of carbon against fog (``scoring``)."""
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
+
+    from emulsion_core.networks import scoring
+    from emulsion_core.config.paper import PAPER_CLASSES
+    from emulsion_core.networks.models import keras, signal_indices
+    from emulsion_core.networks.sequences import EventSequence
+    from emulsion_core.networks.training import build, fit_in_memory
+
+    classes = tuple(classes) if classes is not None else PAPER_CLASSES
+    aucs = []
+    for k, (tr, va) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=seed).split(labels, labels)):
+        keras.utils.set_random_seed(seed + k)
+        model = fit_in_memory(build(params, width_scale, classes=classes), params, images[tr], labels[tr], epochs, batch_size, seed + k,
+                              camera_max=camera_max)
+        score = scoring.member_log_odds(scoring.class_logits(
+            model, EventSequence(images[va], None, batch_size, camera_max=camera_max)), classes)
+        keras.backend.clear_session()
+        if not np.all(np.isfinite(score)):
+            return 0.5  # a diverged fit: no separation
+        aucs.append(roc_auc_score(np.isin(labels[va], signal_indices(classes)), score))
+    return float(np.mean(aucs))
+
+
+def result(history: pd.DataFrame, n_initial_points: int, seed: int, dimensions=None, batch_size: int = 1):
+    """The scikit-optimize result of a finished search (its calls replayed, as :func:`run` asked
+    them; repeats left out), over the searched dimensions, for skopt's plots."""
+    dims = searched(dimensions)
+    calls = [_typed(r) | {"score": float(r["score"])} for r in calls_of(history).to_dict("records")]
+    opt = optimizer(n_initial_points, seed, dims)
+    _drive(opt, calls, len(calls), int(batch_size), dims)
+    return opt.get_result()
+
+
+def comparison_table(history: pd.DataFrame, dimensions=None) -> pd.DataFrame:
+    """The best parameters next to the paper's (Appendix A); a parameter the search did not vary
+    reads "fixed (paper)"."""
+    from emulsion_core.config.paper import PAPER_PARAMETERS
+    b, dims = best(history), searched(dimensions)
+    rows = [{"parameter": k, "range": f"[{v[1]:g}, {v[2]:g}]",
+             "this search": _fmt(b[k]) if k in dims else "fixed (paper)", "paper": _fmt(PAPER_PARAMETERS[k])}
+            for k, v in SPACE.items()]
+    return pd.DataFrame(rows).set_index("parameter")
+
+
+def _fmt(v) -> str:
+    return f"{v:d}" if isinstance(v, int) else f"{v:.3g}"
