@@ -94,17 +94,19 @@ def test_cutflow_counts_add_up():
     np.testing.assert_array_equal(cleaning.clean(t), [False, True, False, False, False])
 
 
-def test_missing_polarisation_is_named_before_the_image_cuts():
-    """A grain converted with a missing polarisation (zero image) often also fails the npx or
-    brightness cuts; the cut flow names the missing polarisation, after the view cut only."""
-    t = _table(n_pol=7, npx=[5, 40, 40, 400, 40, 40, 40, 40], peak_adu=[20.0, 3.0, 20.0, 20.0, 20.0, 20.0, 20.0, 20.0],
-               brightness_mean=[40.0, 40.0, 120.0, 40.0, 40.0, 40.0, 40.0, 40.0], n_peaks=[1] * 6 + [2, 1],
-               z_um=[0.0] * 7 + [23.0])
+def test_missing_polarisation_is_named_before_the_brightness_cuts():
+    """A grain converted with a missing polarisation (zero image) often also fails the brightness
+    cuts; the cut flow names the missing polarisation, after the view and pixel-count cuts only
+    (the experiment's order of those two, physics.md b.8)."""
+    t = _table(n_pol=7, npx=[40, 40, 400, 40, 40, 40, 40], peak_adu=[3.0, 20.0, 20.0, 20.0, 20.0, 20.0, 20.0],
+               brightness_mean=[40.0, 120.0, 40.0, 40.0, 40.0, 40.0, 40.0], n_peaks=[1] * 5 + [2, 1],
+               z_um=[0.0] * 6 + [23.0])
     removed = cleaning.first_cut(cleaning.cut_masks(t))
     assert (removed == "missing_polarisation").all()
     assert cleaning.cutflow(t).loc["fog", "missing_polarisation"] == len(t)
     assert not cleaning.clean(t).any()
     assert cleaning.first_cut(cleaning.cut_masks(_table(n_pol=7, view_density=700))).tolist() == ["dense_area"]
+    assert cleaning.first_cut(cleaning.cut_masks(_table(n_pol=7, npx=5))).tolist() == ["too_few_pixels"]
 
 
 def test_missing_column_is_named():

@@ -2,12 +2,13 @@
 
 1. ``dense_area``: events in views with more than ``max_view_density`` events (scratches, dust;
    the experiment skips views with too many clusters, physics.md a.7);
-2. ``missing_polarisation``: fewer than ``n_polarisations`` polarisations with a cluster linked to
+2. ``too_few_pixels``: cluster of at most ``min_npx - 1`` pixels (noise clusters; a.7 npx > 10;
+   second in the experiment's order, b.8);
+3. ``missing_polarisation``: fewer than ``n_polarisations`` polarisations with a cluster linked to
    the grain (the experiment's selection requires all 8, physics.md a.7 cut_npol). It comes
-   before the cuts on features of the unpolarised image: a grain converted with a missing
-   polarisation has a zero image there (:mod:`emulsion_core.formats.convert`), which lowers
-   its npx and brightness, and the cut flow should name the missing polarisation;
-3. ``too_few_pixels``: cluster of at most ``min_npx - 1`` pixels (noise clusters; a.7 npx > 10);
+   before the brightness cuts (the experiment applied it last, b.8 step 8): a grain converted
+   with a missing polarisation has a zero image there (:mod:`emulsion_core.formats.convert`),
+   which lowers its brightness, and the cut flow should name the missing polarisation;
 4. ``too_dim``: peak over background below ``min_peak_adu`` (fake events from pixel noise);
 5. ``too_bright``: mean cluster brightness above ``max_brightness_mean_adu`` (a.7: 100 ADU) or
    more than ``max_npx`` pixels (large dust);
@@ -32,7 +33,7 @@ import pandas as pd
 
 from emulsion_core.stats.metrics import format_fraction
 
-CUTS = ("dense_area", "missing_polarisation", "too_few_pixels", "too_dim", "too_bright", "not_isolated", "surface")
+CUTS = ("dense_area", "too_few_pixels", "missing_polarisation", "too_dim", "too_bright", "not_isolated", "surface")
 CUT_LABELS = {
     "dense_area": "high event density area",
     "missing_polarisation": "no cluster in every polarisation",
