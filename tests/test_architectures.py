@@ -88,6 +88,7 @@ def test_the_table_resumes_instead_of_retraining(tmp_path, monkeypatch):
     labels = np.repeat([0, 1, 2], n // 3)
     images = np.random.default_rng(0).integers(10, 40, (n, 8, 40, 40)).astype(np.uint8)
     monkeypatch.setattr(network_analysis, "split_data", lambda *a, **k: (table, images, labels))
+    monkeypatch.setattr(network_analysis, "evaluation_splits", lambda profile: ("validation", "test"))
     monkeypatch.setattr(architectures.dataset, "camera_max", lambda folder: 255.0)
     monkeypatch.setattr(network_analysis, "throughput", lambda *a, **k: {"train_events_per_s": 1.0,
                                                                           "inference_events_per_s": 2.0})

@@ -11,7 +11,15 @@ from emulsion_core.config.profiles import ProfileError
 def test_shipped_profiles_load(name):
     p = profiles.load(name)
     assert p.name == name
-    assert p.events["fog"]["test"] > 0 and set(p.events["C30keV"]) == {"rot0", "rot45", "rot90", "rot0_repeat", "test"}
+    assert p.events["fog"]["test"] > 0 and set(p.events["fog"]) == {"rot0", "rot45", "rot90", "rot0_repeat", "test"}
+    # carbon also has the bulk test area (tracks at fog's depths, issue 17)
+    assert set(p.events["C30keV"]) == {"rot0", "rot45", "rot90", "rot0_repeat", "test", "test_bulk"}
+
+
+def test_the_bulk_test_area_takes_only_carbon(tmp_path):
+    path = _write(tmp_path, lambda r: r["events"].update(test_bulk={"fog": 10}))
+    with pytest.raises(profiles.ProfileError, match="events.test_bulk.fog"):
+        profiles.load(path)
 
 
 def test_sizes_grow_from_smoke_to_paper():

@@ -28,7 +28,7 @@ import pandas as pd
 
 from emulsion_core.analyses import table1
 from emulsion_core.config.profiles import Profile
-from emulsion_core.data import dataset
+from emulsion_core.data import dataset, preprocessing
 from emulsion_core.networks import scoring, sequences, training
 from emulsion_core.networks.models import ARCHITECTURES, flops_per_event, keras, trainable_parameters
 from emulsion_core.stats import metrics
@@ -48,7 +48,38 @@ def configurations(profile: Profile, params: dict | None = None) -> list[dict]:
                  "n_identity": None if n_id is None else int(n_id)}
         if entry not in out:
             out.append(entry)
-    return out + [{"name": name, "kind": name} for name in profile.architectures["compact"]]
+    out += [{"name": name, "kind": name} for name in profile.architectures["compact"]]
+    n_id = (params or {}).get("n_identity")
+    mine = {"kind": "newsnet", "width_scale": list(training.width_pair(profile.network["width_scale"])),
+            "n_identity": None if n_id is None else int(n_id)}
+    return out + [{"name": f"{newsnet_name(mine['width_scale'], n_id)}: {VARIANT_NAMES[v]}", **mine, "variant": v}
+                  for v in profile.architectures.get("variants", [])]
+
+
+VARIANT_NAMES = {"unpolarised": "unpolarised input (mean of the 8, repeated)",
+                 "shuffled": "polarisations in a random order per event",
+                 "depth_matched": "background at the carbon's imaging depths"}
+VARIANT_METHODS = {"depth_matched": "newsnet_depth_matched"}  # variants with Table 1 rows
+
+
+def variant_input(images: np.ndarray, config: dict, seed: int) -> np.ndarray:
+    """The images a table entry sees: as recorded, or its variant's transform of them."""
+    if config.get("variant") == "unpolarised":
+        return preprocessing.unpolarised_input(images)
+    if config.get("variant") == "shuffled":
+        return preprocessing.shuffled_polarisations(images, seed)
+    return images
+
+
+def depth_matched(rows: pd.DataFrame, labels: np.ndarray, signal: tuple, quantiles=(0.01, 0.99)) -> np.ndarray:
+    """Mask of the training events a depth-matched network learns from: every carbon event, and
+    the background events whose imaging depth lies within the carbon events' band (their 1-99 %
+    quantiles), so the network cannot lean on depth (issue 17, item 5)."""
+    if "depth_um" not in rows:
+        raise ValueError("depth-matched training needs the events' imaging depth (depth_um column)")
+    carbon = rows["sample"].isin(signal).to_numpy()
+    lo, hi = np.quantile(rows.loc[carbon, "depth_um"], quantiles)
+    return carbon | rows["depth_um"].between(lo, hi).to_numpy()
 
 
 def newsnet_name(width_scale, n_identity=None) -> str:
@@ -87,44 +118,22 @@ def sweep(profile: Profile, params: dict, progress: bool = True, n_timing: int =
     trainable parameters, MFLOPs per event, training and inference events/s on this machine,
     validation AUC (carbon vs fog) and the fog fraction at the 30 % C100keV validation cut.
 
-    The compact nets are also scored on the test split and their Table 1 rows (method: the net's
-    name; the cut set on validation like every method's) written to ``table1.csv``."""
+    The compact nets and the depth-matched NEWSnet are also scored on the test splits (test_bulk
+    included) and their Table 1 rows (the cut set on validation like every method's) written to
+    ``table1.csv``."""
     from tqdm import tqdm
 
-    from emulsion_core.analyses.network_analysis import binary_auc, classes, split_data, throughput
+    from emulsion_core.analyses.network_analysis import classes, split_data
     names = classes(profile)
     # the network's classes and class balance travel with the parameters, as in the search
     params = {**params, "classes": list(names), "class_balance": profile.training.get("class_balance", "weights")}
     path = table_path(profile)
     done = _read(path)
-    budget, batch = profile.architectures["budget"], profile.network["batch_size"]
     todo = [c for c in configurations(profile, params) if _digest(profile, params, c) not in done]
     if todo:
-        _, x_train, y_train = split_data(profile, "train", budget["train_fraction"], profile.seed)
-        scale = dataset.camera_max(dataset.dataset_dir(profile))
+        train = split_data(profile, "train", profile.architectures["budget"]["train_fraction"], profile.seed)
     for config in tqdm(todo, desc="architectures", disable=not progress):
-        keras.utils.set_random_seed(profile.seed)
-        model = training.compile_model(build(config, params, len(names)), params, False, names)
-        training.fit_in_memory(model, params, x_train, y_train, budget["epochs"], batch, profile.seed, camera_max=scale)
-        scored = []
-        for split in ("validation",) if config["kind"] == "newsnet" else ("validation", "test"):
-            rows, images, _ = split_data(profile, split)
-            z = scoring.class_logits(model, sequences.EventSequence(images, None, batch, camera_max=scale))
-            scored.append(rows.assign(score=scoring.member_log_odds(z, names)))
-            del images
-        scored = pd.concat(scored, ignore_index=True)
-        validation = scored[scored["split"] == "validation"]
-        rate = throughput(model, x_train[:n_timing], batch, scale)
-        record = {"architecture": config["name"], "parameters": trainable_parameters(model),
-                  "MFLOPs per event": round(flops_per_event(model) / 1e6, 1),
-                  "train events/s": round(rate["train_events_per_s"]),
-                  "inference events/s": round(rate["inference_events_per_s"]),
-                  "validation AUC": round(binary_auc(validation), 3), **_fog_fraction(validation, "score")}
-        if config["kind"] != "newsnet":
-            cut = table1.reference_cut(scored, "score")[0]
-            rows = table1.rows(scored, config["name"], "score", cut, samples=table1.samples_for(names))
-            record["table1"] = json.loads(rows.to_json(orient="records"))
-        done[_digest(profile, params, config)] = record
+        done[_digest(profile, params, config)] = _train_and_score(profile, params, config, train, n_timing)
         keras.backend.clear_session()
         _write(path, done)
     records = [done[_digest(profile, params, c)] for c in configurations(profile, params)]
@@ -132,6 +141,44 @@ def sweep(profile: Profile, params: dict, progress: bool = True, n_timing: int =
     if trained:
         table1.record(pd.DataFrame(trained), profile)
     return pd.DataFrame([{k: v for k, v in r.items() if k != "table1"} for r in records]).set_index("architecture")
+
+
+def _train_and_score(profile: Profile, params: dict, config: dict, train: tuple, n_timing: int) -> dict:
+    """One table entry trained at the profile's budget on ``train`` (rows, images, labels) and
+    scored: its record (with Table 1 rows for the compact nets and the depth-matched NEWSnet)."""
+    from emulsion_core.analyses.network_analysis import binary_auc, classes, evaluation_splits, split_data, throughput
+    names, seed = classes(profile), profile.seed
+    budget, batch = profile.architectures["budget"], profile.network["batch_size"]
+    scale = dataset.camera_max(dataset.dataset_dir(profile))
+    rows, x_train, y_train = train
+    if config.get("variant") == "depth_matched":
+        keep = depth_matched(rows, y_train, tuple(n for n in names if n.startswith("C")))
+        x_train, y_train = x_train[keep], y_train[keep]
+    keras.utils.set_random_seed(seed)
+    model = training.compile_model(build(config, params, len(names)), params, False, names)
+    training.fit_in_memory(model, params, variant_input(x_train, config, seed), y_train, budget["epochs"], batch, seed,
+                           camera_max=scale)
+    method = VARIANT_METHODS.get(config.get("variant")) or (config["name"] if config["kind"] != "newsnet" else None)
+    scored = []
+    for split in evaluation_splits(profile) if method else ("validation",):
+        split_rows, images, _ = split_data(profile, split)
+        z = scoring.class_logits(model, sequences.EventSequence(variant_input(images, config, seed + 1), None, batch,
+                                                                camera_max=scale))
+        scored.append(split_rows.assign(score=scoring.member_log_odds(z, names)))
+        del images
+    scored = pd.concat(scored, ignore_index=True)
+    validation = scored[scored["split"] == "validation"]
+    rate = throughput(model, x_train[:n_timing], batch, scale)
+    record = {"architecture": config["name"], "parameters": trainable_parameters(model),
+              "MFLOPs per event": round(flops_per_event(model) / 1e6, 1),
+              "train events/s": round(rate["train_events_per_s"]),
+              "inference events/s": round(rate["inference_events_per_s"]),
+              "validation AUC": round(binary_auc(validation), 3), **_fog_fraction(validation, "score")}
+    if method:
+        cut = table1.reference_cut(scored, "score")[0]
+        table_rows = table1.rows(scored, method, "score", cut, samples=table1.samples_for(names))
+        record["table1"] = json.loads(table_rows.to_json(orient="records"))
+    return record
 
 
 def _digest(profile: Profile, params: dict, config: dict) -> str:
@@ -156,7 +203,8 @@ def _fog_fraction(table: pd.DataFrame, column: str) -> dict:
 
 def reference_rows(profile: Profile) -> pd.DataFrame:
     """The controls' validation fog fractions at the 30 % C100keV cut (from Table 1, as far as the
-    earlier notebooks have written them) and the grain-count ceiling on simulated scans."""
+    earlier notebooks have written them). The grain-count ceiling (:func:`grain_count_ceiling`) is
+    left out: with imaging depth in the image it is no bound."""
     rows = []
     t = table1.read(profile)
     if len(t):
@@ -166,9 +214,8 @@ def reference_rows(profile: Profile) -> pd.DataFrame:
                 r = r.iloc[0]
                 rows.append({"architecture": f"control: {method}", "fog at 30% C100keV": r["value"],
                              "fog low": r["value"] - r["err_low"], "fog high": r["value"] + r["err_high"]})
-    ceiling = grain_count_ceiling(profile)
-    if ceiling is not None:
-        rows.append({"architecture": "ceiling: true grain count (simulation)", **ceiling})
+    # no grain-count ceiling since depth entered the image (issue 17): a one-grain carbon event no
+    # longer looks like fog (it is imaged through less emulsion), so the true grain count bounds nothing
     return pd.DataFrame(rows).set_index("architecture") if rows else pd.DataFrame()
 
 

@@ -169,9 +169,13 @@ def fit_dir(profile: Profile, seed: int | None = None):
     return results.path(profile.name, "seed_fits") / f"seed{int(seed)}"
 
 
-def score(profile: Profile, members: list, splits=("validation", "test"), save: bool = True
-          ) -> tuple[pd.DataFrame, np.ndarray]:
-    """Ensemble scores of the clean events of ``splits``.
+def evaluation_splits(profile: Profile) -> tuple:
+    """The splits a network is scored on: validation, test, and test_bulk where simulated."""
+    return table1.splits_of(selection.clean_events(profile, progress=False))
+
+
+def score(profile: Profile, members: list, splits=None, save: bool = True) -> tuple[pd.DataFrame, np.ndarray]:
+    """Ensemble scores of the clean events of ``splits`` (default :func:`evaluation_splits`).
 
     Returns the table (``score``: the log-odds of the carbon classes against the background
     classes of the members' mean probabilities, ``scoring.ensemble_log_odds``; ``score_std``: the
@@ -183,7 +187,7 @@ def score(profile: Profile, members: list, splits=("validation", "test"), save: 
     names = classes(profile)
     models = [training.load_member(p, names) for p in members]
     tables, logits = [], []
-    for split in splits:
+    for split in evaluation_splits(profile) if splits is None else splits:
         rows, images, _ = split_data(profile, split)
         logits.append(scoring.predict_logits(models, images, profile.network["batch_size"], camera_max(profile)))
         tables.append(rows)
@@ -194,7 +198,8 @@ def score(profile: Profile, members: list, splits=("validation", "test"), save: 
     table["p_signal"] = scoring.probability_from_log_odds(table["score"])
     table["predicted"] = np.asarray(names)[np.exp(scoring.log_probabilities(logits)).mean(axis=0).argmax(axis=1)]
     if save:
-        table[["file", "event_id", "sample", "split", "score", "score_std", "p_signal", "predicted"]].to_csv(
+        kept = ["file", "event_id", "sample", "split", "depth_um", "score", "score_std", "p_signal", "predicted"]
+        table[[c for c in kept if c in table]].to_csv(
             results.path(profile.name, "scores"), index=False)
         np.save(results.path(profile.name, "member_logits"), logits)
     return table, logits
@@ -360,3 +365,28 @@ def score_label(names) -> str:
         return terms[0] if len(terms) == 1 else "(" + " + ".join(terms) + ")"
     return (f"ln[{total([c for c in names if c.startswith('C')])} / "
             f"{total([c for c in names if not c.startswith('C')])}]")
+
+
+def beside_the_authors(table: pd.DataFrame, column: str = "score") -> pd.DataFrame:
+    """Per carbon class: the validation efficiency at the cut passing the authors' fog fraction
+    (1.43e-3) and the AUC against fog on validation and test, next to the authors' 4-class
+    ensemble (:data:`emulsion_core.config.paper.AUTHORS_EFFICIENCY`, ``AUTHORS_AUC``)."""
+    from emulsion_core.config import paper
+    from sklearn.metrics import roc_auc_score
+    fog = table1.select(table, "fog", "validation")[column]
+    cut = float(np.quantile(fog, 1.0 - paper.AUTHORS_FOG_FRACTION)) if len(fog) else np.nan
+    out = []
+    for sample, authors in paper.AUTHORS_EFFICIENCY.items():
+        val = table1.select(table, sample, "validation")[column]
+        if not len(val):
+            continue
+        row = {"sample": sample, "efficiency at fog 1.43e-3": round(float((val > cut).mean()), 3),
+               "authors": authors, "fog events at the cut": f"{int((fog > cut).sum())} / {len(fog)}"}
+        for split, theirs in zip(("validation", "test"), paper.AUTHORS_AUC[sample]):
+            s, f = table1.select(table, sample, split)[column], table1.select(table, "fog", split)[column]
+            ok = len(s) and len(f)
+            row[f"AUC vs fog ({split})"] = round(float(roc_auc_score(np.r_[np.ones(len(s)), np.zeros(len(f))],
+                                                                      np.r_[s, f])), 3) if ok else np.nan
+            row[f"authors ({split})"] = theirs
+        out.append(row)
+    return pd.DataFrame(out).set_index("sample") if out else pd.DataFrame()

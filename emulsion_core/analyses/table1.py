@@ -16,7 +16,7 @@ import pandas as pd
 
 from emulsion_core.config import paper
 from emulsion_core.config.profiles import Profile
-from emulsion_core.config.samples import SAMPLES, TABLE1_SAMPLES
+from emulsion_core.config.samples import EVALUATION_SPLITS, SAMPLES, SIGNAL_SAMPLES, TABLE1_SAMPLES
 from emulsion_core.stats import metrics
 from emulsion_core.storage import atomic, results
 
@@ -41,14 +41,25 @@ def samples_for(classes) -> tuple:
     return tuple(TABLE1_SAMPLES) + tuple(c for c in classes if c not in TABLE1_SAMPLES)
 
 
-def rows(table: pd.DataFrame, method: str, column: str, cut: float, splits=("validation", "test"),
+def splits_of(table: pd.DataFrame) -> tuple:
+    """The evaluation splits ``table`` holds events of: validation, test, and test_bulk (carbon
+    tracks at the bulk samples' depths) where it was simulated."""
+    present = set(table["split"])
+    return tuple(s for s in EVALUATION_SPLITS if s in present or s != "test_bulk")
+
+
+def rows(table: pd.DataFrame, method: str, column: str, cut: float, splits=None,
          samples=TABLE1_SAMPLES) -> pd.DataFrame:
     """Rows of ``method``: the fraction of each sample's events with ``column`` above ``cut``, per
-    split, in the :data:`COLUMNS` schema."""
+    split (default :func:`splits_of`), in the :data:`COLUMNS` schema. A (sample, test_bulk) pair
+    without events (fog: its test is already the bulk) has no row."""
     out = []
     for sample in samples:
-        for split in splits:
-            r = metrics.reduction_factor(select(table, sample, split)[column], cut)
+        for split in splits_of(table) if splits is None else splits:
+            events = select(table, sample, split)[column]
+            if split == "test_bulk" and not len(events):
+                continue
+            r = metrics.reduction_factor(events, cut)
             out.append({"method": method, "sample": sample, "split": split, "value": r["value"],
                         "err_low": r["value"] - r["low"], "err_high": r["high"] - r["value"],
                         "passed": r["k"], "total": r["n"], "upper_limit": r["upper_limit"]})
@@ -84,7 +95,8 @@ def read(profile: Profile) -> pd.DataFrame:
 
 
 def formatted(table_rows: pd.DataFrame, methods=METHOD_ORDER) -> pd.DataFrame:
-    """Samples x (method, split) of ``value ± err`` strings; ``not run`` where a method is missing,
+    """Samples x (method, split) of ``value ± err`` strings (test_bulk where simulated); ``not run``
+    where a method is missing,
     ``-`` for a sample a method that ran did not measure (gamma for the barshift cut). Samples:
     Table 1's three, then any other the rows hold (C60keV, gamma when the network learnt them)."""
     present = set(table_rows["sample"])
@@ -92,7 +104,7 @@ def formatted(table_rows: pd.DataFrame, methods=METHOD_ORDER) -> pd.DataFrame:
     out = {}
     for method in methods:
         ran = (table_rows["method"] == method).any()
-        for split in ("validation", "test"):
+        for split in splits_of(table_rows) if len(table_rows) else EVALUATION_SPLITS[:2]:
             out[(method, split)] = [_cell(table_rows, method, sample, split, ran) for sample in samples]
     return pd.DataFrame(out, index=pd.Index(samples, name="sample"))
 
@@ -136,3 +148,20 @@ def beside_paper(table_rows: pd.DataFrame, methods=("barshift", "newsnet")) -> p
                     "paper": metrics.format_value(r.value, r.err) if np.isfinite(r.err) else f"{r.value:g}",
                     "pull": (o["value"] - r.value) / r.err if np.isfinite(r.err) and r.err > 0 else np.nan})
     return pd.DataFrame(out).set_index(["method", "sample", "split"]) if out else pd.DataFrame()
+
+
+def bulk_comparison(table_rows: pd.DataFrame) -> pd.DataFrame:
+    """Each method's carbon efficiency on the implanted test area and on the bulk one (tracks at
+    the bulk samples' depths) at the same cut, and their ratio: what a method keeps of recoils
+    spread through the detector, which the calibration samples do not show."""
+    out = []
+    for (method, sample), g in table_rows[table_rows["sample"].isin(SIGNAL_SAMPLES)].groupby(["method", "sample"]):
+        by = g.set_index("split")
+        if not {"test", "test_bulk"} <= set(by.index):
+            continue
+        t, b = by.loc["test"], by.loc["test_bulk"]
+        out.append({"method": method, "sample": sample,
+                    "implanted test": metrics.format_value(t["value"], t["err_low"], t["err_high"]),
+                    "bulk test": metrics.format_value(b["value"], b["err_low"], b["err_high"]),
+                    "bulk / implanted": round(b["value"] / t["value"], 3) if t["value"] > 0 else np.nan})
+    return pd.DataFrame(out).set_index(["method", "sample"]) if out else pd.DataFrame()

@@ -13,11 +13,14 @@ from pathlib import Path
 
 import yaml
 
-from emulsion_core.config.samples import ROTATED_SCANS, SAMPLES, SIGNAL_SAMPLES, TABLE1_SAMPLES
+from emulsion_core.config.samples import BULK_SCAN, ROTATED_SCANS, SAMPLES, SIGNAL_SAMPLES, TABLE1_SAMPLES
 
 PROFILE_DIR = Path(__file__).resolve().parents[1] / "profiles"  # emulsion_core/profiles/*.yaml
 # the compact networks of ``models.ARCHITECTURES`` (named here so that reading a profile needs no TensorFlow)
 COMPACT_NETWORKS = ("compact_3d", "polarisation_channels_2d")
+# the profile's NEWSnet fed the mean of the 8 images (repeated), the 8 in a random order per event,
+# or trained on background restricted to the carbon training events' imaging-depth band
+NEWSNET_VARIANTS = ("unpolarised", "shuffled", "depth_matched")
 
 
 class ProfileError(ValueError):
@@ -119,13 +122,15 @@ def _width_pair(source, key, value, lo=0.01, hi=1.0) -> list:
 def _architectures(source, raw) -> dict:
     """The ``architectures`` section (notebook 04's table, :mod:`emulsion_core.analyses.architectures`):
     ``budget`` {epochs, train_fraction}, ``newsnet`` (a list of {width_scale: number or
-    [stem, residual], n_identity (optional)}) and ``compact`` (names of compact networks)."""
+    [stem, residual], n_identity (optional)}), ``compact`` (names of compact networks) and
+    ``variants`` (the profile's NEWSnet with another input or training set: ``unpolarised``,
+    ``shuffled``, ``depth_matched``)."""
     raw = raw or {}
     if not isinstance(raw, dict):
         _fail(source, "architectures", "expected a mapping")
     for key in raw:
-        if key not in ("budget", "newsnet", "compact"):
-            _fail(source, f"architectures.{key}", "unknown key (known: budget, newsnet, compact)")
+        if key not in ("budget", "newsnet", "compact", "variants"):
+            _fail(source, f"architectures.{key}", "unknown key (known: budget, newsnet, compact, variants)")
     budget = raw.get("budget", {"epochs": 3, "train_fraction": 0.25})
     if not isinstance(budget, dict) or set(budget) != {"epochs", "train_fraction"}:
         _fail(source, "architectures.budget", f"expected a mapping with epochs and train_fraction, got {budget!r}")
@@ -150,7 +155,11 @@ def _architectures(source, raw) -> dict:
     compact = raw.get("compact", [])
     if not isinstance(compact, list) or any(c not in COMPACT_NETWORKS for c in compact):
         _fail(source, "architectures.compact", f"expected a list of {', '.join(COMPACT_NETWORKS)}, got {compact!r}")
-    return {"budget": {"epochs": epochs, "train_fraction": float(frac)}, "newsnet": out_nets, "compact": list(compact)}
+    variants = raw.get("variants", [])
+    if not isinstance(variants, list) or any(v not in NEWSNET_VARIANTS for v in variants):
+        _fail(source, "architectures.variants", f"expected a list of {', '.join(NEWSNET_VARIANTS)}, got {variants!r}")
+    return {"budget": {"epochs": epochs, "train_fraction": float(frac)}, "newsnet": out_nets, "compact": list(compact),
+            "variants": list(variants)}
 
 
 def _dimensions(source, raw) -> list:
@@ -250,6 +259,19 @@ def _int(source, key, value, minimum=0):
     return value
 
 
+def _bulk_events(source, per, samples, events) -> None:
+    """``events.test_bulk`` (optional): raw events of carbon tracks at the bulk samples' depths in
+    the test area, per carbon sample of the profile (the bulk-signal test, split ``test_bulk``)."""
+    if per is None:
+        return
+    if not isinstance(per, dict):
+        _fail(source, "events.test_bulk", "expected a mapping carbon sample -> number of raw events")
+    for s, n in per.items():
+        if s not in samples or s not in SIGNAL_SAMPLES:
+            _fail(source, f"events.test_bulk.{s}", "not one of the profile's carbon samples")
+        events[s][BULK_SCAN] = _int(source, f"events.test_bulk.{s}", n, minimum=1)
+
+
 def load(name_or_path) -> Profile:
     """Load a profile by name (``smoke``) or path to a YAML file, validating every key."""
     path = Path(name_or_path)
@@ -286,9 +308,10 @@ def from_dict(raw: dict, source: str = "<dict>") -> Profile:
     if not isinstance(ev, dict):
         _fail(source, "events", "expected a mapping with 'rotated' and 'test'")
     for key in ev:
-        if key not in ("rotated", "test"):
-            _fail(source, f"events.{key}", "unknown key (known: rotated, test)")
+        if key not in ("rotated", "test", "test_bulk"):
+            _fail(source, f"events.{key}", "unknown key (known: rotated, test, test_bulk)")
     events = {s: {} for s in samples}
+    _bulk_events(source, ev.get("test_bulk"), samples, events)
     for group in ("rotated", "test"):
         per = ev.get(group)
         if not isinstance(per, dict):

@@ -111,11 +111,12 @@ def events_table(folder) -> pd.DataFrame:
     """All events of a dataset folder with ``file``, ``sample``, ``scan``, ``rotation_deg``,
     ``area``, ``is_signal`` and ``split`` columns. Images are read only for the cluster features
     a file lacks (:data:`features.FEATURE_COLUMNS`, measured once and cached: :func:`given_features`),
-    so every cut works on files that hold just the format's required columns."""
+    so every cut works on files that hold just the format's required columns. A file without
+    ``depth_um`` gets it from its stage z (:func:`imaging_depth_from_z`)."""
     folder = Path(folder)
-    splits = hdf5.read_splits(folder)
+    listing = hdf5.read_splits(folder)
     parts = []
-    for name in sorted(splits["file"].unique()):
+    for name in sorted(listing["file"].unique()):
         path = folder / name
         attrs = hdf5.read_attrs(path)
         ev = hdf5.read_events(path)
@@ -124,12 +125,14 @@ def events_table(folder) -> pd.DataFrame:
             measured = given_features(path, need)
             for c in need:
                 ev[c] = measured[c].to_numpy()
+        if "depth_um" not in ev and "z_um" in ev:
+            ev["depth_um"] = imaging_depth_from_z(ev)
         ev.insert(0, "file", name)
         for key in ("sample", "scan", "rotation_deg", "area", "is_signal"):
             ev[key] = attrs[key]
         parts.append(ev)
     table = pd.concat(parts, ignore_index=True)
-    table = table.merge(splits, on=["file", "event_id"], how="left", validate="one_to_one")
+    table = table.merge(listing, on=["file", "event_id"], how="left", validate="one_to_one")
     missing = table["split"].isna()
     if missing.any():
         row = table[missing].iloc[0]
@@ -139,6 +142,22 @@ def events_table(folder) -> pd.DataFrame:
     order = {s: i for i, s in enumerate(SCANS)}
     table["_o"] = table["scan"].map(order)
     return table.sort_values(["sample", "_o", "event_id"], kind="stable").drop(columns="_o").reset_index(drop=True)
+
+
+def imaging_depth_from_z(events: pd.DataFrame, min_events: int = 20) -> np.ndarray:
+    """Imaging depth (um below the face the microscope looks through) of a real scan's events from
+    their stage ``z_um``: the face is where the scan's highest events sit, the silver nanoparticles
+    on the surface (physics.md a.5: the cleaning's z window excludes them), taken per view as the
+    99th percentile of its events' z when the view holds ``min_events`` or more, else the scan's."""
+    z = events["z_um"].to_numpy(dtype=np.float64)
+    face = np.full(len(z), np.quantile(z, 0.99))
+    if "view" in events:
+        view = events["view"].to_numpy()
+        for v in np.unique(view):
+            sel = view == v
+            if sel.sum() >= min_events:
+                face[sel] = np.quantile(z[sel], 0.99)
+    return np.maximum(face - z, 0.0).astype(np.float32)
 
 
 def camera_max(folder) -> float:

@@ -132,3 +132,18 @@ def random_symmetry(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         sel = choice == c
         out[sel] = grid_symmetry(x[sel], c % 4, c >= 4)
     return out
+
+
+def unpolarised_input(images: np.ndarray) -> np.ndarray:
+    """(N, P, H, W) camera counts with every polarisation replaced by their mean (rounded, the
+    dtype kept): the input of a network that sees no polarisation dependence."""
+    mean = np.rint(images.mean(axis=1, keepdims=True, dtype=np.float32)).astype(images.dtype)
+    return np.repeat(mean, images.shape[1], axis=1)
+
+
+def shuffled_polarisations(images: np.ndarray, seed: int) -> np.ndarray:
+    """(N, P, H, W) with each event's P polarisation images in its own random order (seeded):
+    the images and their brightness kept, the angle each was taken at lost."""
+    rng = np.random.default_rng([seed, 11])
+    order = np.argsort(rng.random(images.shape[:2]), axis=1)
+    return np.take_along_axis(images, order[:, :, None, None], axis=1)

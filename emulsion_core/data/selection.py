@@ -16,10 +16,11 @@ from emulsion_core.storage import atomic, provenance, results
 from emulsion_core.config.profiles import Profile
 from emulsion_core.config import paper
 from emulsion_core.config.samples import PRIMARY_KIND, TABLE1_SAMPLES
+from emulsion_core.config.samples import SPLITS as ALL_SPLITS
 
 # [P21] Table 4: events after cleaning
 PAPER_TABLE4 = pd.DataFrame({k: list(v) for k, v in paper.TABLE4.items()}, index=pd.Index(TABLE1_SAMPLES, name="sample"))
-SPLITS = ("train", "validation", "test")
+SPLITS = ("train", "validation", "test")  # the paper's (Table 4)
 
 
 def all_events(profile: Profile, progress: bool = True) -> pd.DataFrame:
@@ -54,8 +55,10 @@ def clean_events(profile: Profile, rebuild: bool = False, progress: bool = True)
 
 
 def split_counts(table: pd.DataFrame) -> pd.DataFrame:
-    """Events per sample and split (rows: samples; columns: train, validation, test, total)."""
-    counts = pd.crosstab(table["sample"], table["split"]).reindex(columns=list(SPLITS), fill_value=0)
+    """Events per sample and split (rows: samples; columns: train, validation, test, test_bulk
+    where simulated, total)."""
+    present = [s for s in ALL_SPLITS if s in SPLITS or s in set(table["split"])]
+    counts = pd.crosstab(table["sample"], table["split"]).reindex(columns=present, fill_value=0)
     counts["total"] = counts.sum(axis=1)
     counts.columns.name = None
     return counts

@@ -293,3 +293,28 @@ def misclassified_gallery(events: pd.DataFrame, images: np.ndarray, polarisation
     title = "misclassified validation events (each strip: its own grey scale)"
     fig.suptitle(title + (f"; cut: log-odds > {cut:.3g}" if cut is not None else ""), fontsize=9)
     return fig
+
+
+def score_against_depth(ax, table: pd.DataFrame, column: str, cut: float, ylabel: str, bins: int = 12):
+    """Mean ``column`` (with its standard error) against imaging depth (um of emulsion crossed)
+    for fog and for carbon on the implanted test area and the bulk one (issue 17: what a network
+    would do on recoils spread through the detector), with the cut."""
+    edges = np.linspace(0.0, float(np.nanmax(table["depth_um"])) + 1e-6, bins + 1)
+    groups = [("fog", "test", "fog (test)"), ("C30keV", "test", "C30keV implanted"),
+              ("C30keV", "test_bulk", "C30keV bulk"), ("C100keV", "test", "C100keV implanted"),
+              ("C100keV", "test_bulk", "C100keV bulk")]
+    for sample, split, label in groups:
+        sel = table[(table["sample"] == sample) & (table["split"] == split)]
+        if len(sel) < 10:
+            continue
+        which = np.digitize(sel["depth_um"], edges) - 1
+        stats = sel.groupby(which)[column].agg(["mean", "sem", "size"])
+        stats = stats[stats["size"] >= 5]
+        centres = 0.5 * (edges[stats.index] + edges[stats.index + 1])
+        ax.errorbar(centres, stats["mean"], yerr=stats["sem"], marker="o", ms=4, capsize=2,
+                    ls="-" if split == "test" else "--", color=SAMPLE_COLOURS.get(sample), label=label)
+    ax.axhline(cut, color="r", ls=":", lw=1.2, label=f"cut: {cut:.3g}")
+    ax.set_xlabel("imaging depth (um of emulsion crossed)")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize="small")
+    return ax

@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from emulsion_core.config.samples import SAMPLES
+from emulsion_core.config.samples import SAMPLES, SPLITS
 from emulsion_core.storage import atomic
 
 FORMAT_VERSION = 1
@@ -370,7 +370,7 @@ def read_splits(dataset_dir) -> pd.DataFrame:
     for col in ("file", "event_id", "split"):
         if col not in df.columns:
             raise DataFormatError(path, col, "missing column")
-    bad = ~df["split"].isin(["train", "validation", "test"])
+    bad = ~df["split"].isin(SPLITS)
     if bad.any():
         raise DataFormatError(path, "split", f"unknown split {df['split'][bad].iloc[0]!r}", event=int(np.argmax(bad)))
     return df

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from emulsion_core.formats import hdf5
-from emulsion_core.config.samples import ROTATED_SCANS, TEST_SCAN
+from emulsion_core.config.samples import ROTATED_SCANS, TEST_SCANS
 from emulsion_core.storage import atomic
 
 FILE = hdf5.SPLITS_FILE
@@ -46,14 +46,14 @@ def by_rule(folder, seed: int, validation_fraction: float, files=None) -> pd.Dat
         attrs = hdf5.read_attrs(folder / name)
         ids = hdf5.read_events(folder / name)["event_id"].to_numpy()
         n = len(ids)
-        if attrs["scan"] == TEST_SCAN:
-            split = np.full(n, "test", dtype=object)
+        if attrs["scan"] in TEST_SCANS:
+            split = np.full(n, attrs["scan"], dtype=object)  # test, test_bulk
         elif attrs["scan"] in ROTATED_SCANS:
             split = np.full(n, "train", dtype=object)
             split[_rng(seed, name).permutation(n)[: int(round(validation_fraction * n))]] = "validation"
         else:
             raise hdf5.DataFormatError(folder / name, "scan", f"scan {attrs['scan']!r} has no split rule (test: "
-                                     f"{TEST_SCAN}; train/validation: {', '.join(ROTATED_SCANS)}); "
+                                     f"{', '.join(TEST_SCANS)}; train/validation: {', '.join(ROTATED_SCANS)}); "
                                      f"write {FILE} yourself")
         rows.append(pd.DataFrame({"file": name, "event_id": ids, "split": split}))
     return pd.concat(rows, ignore_index=True)

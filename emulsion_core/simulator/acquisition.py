@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from emulsion_core.config.samples import TEST_SCAN
+from emulsion_core.config.samples import TEST_SCANS
 from emulsion_core.config.simulator import SimulatorConfig
 
 
@@ -44,7 +44,7 @@ class Acquisition:
 def area_levels(sample: str, scan: str, cfg: SimulatorConfig) -> tuple[float, float]:
     """Mean background (ADU) and vibration factor of the area a scan images."""
     acq = cfg.acquisition
-    test = scan == TEST_SCAN
+    test = scan in TEST_SCANS
     if acq.per_sample:
         train_bkg, test_bkg = acq.per_sample_background_adu[sample]
         bkg = test_bkg if test else train_bkg

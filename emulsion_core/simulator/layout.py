@@ -41,6 +41,7 @@ class ScanLayout:
     z_um: np.ndarray
     coincident: np.ndarray  # bool: another grain sits unresolved on the event (occupancy)
     acquisition: Acquisition
+    depth_um: np.ndarray  # imaging depth: um of emulsion between the face looked through and the event
 
 
 def scan_layout(sample: str, scan: str, n_events: int, seed: int, cfg: SimulatorConfig) -> ScanLayout:
@@ -85,6 +86,10 @@ def scan_layout(sample: str, scan: str, n_events: int, seed: int, cfg: Simulator
     coincident &= ~scratch
     half = cfg.layer_thickness_um / 2.0
     z = rng.uniform(-half, half, n_events)
+    geometry = cfg.geometry
+    if geometry.implanted(sample, scan):  # the ion's band, with its contamination and neighbours
+        lo, hi = geometry.implant_band_um
+        z = lo + (z + half) / cfg.layer_thickness_um * (hi - lo)
     surf = kind == "nanoparticle"
     depth = np.abs(cfg.instrument.nanoparticle_depth_um * rng.standard_normal(int(surf.sum())))
     z[surf] = np.where(rng.random(int(surf.sum())) < 0.5, half - depth, -half + depth)
@@ -94,4 +99,5 @@ def scan_layout(sample: str, scan: str, n_events: int, seed: int, cfg: Simulator
     y = (view // cols) * vy + rng.uniform(-vy / 2, vy / 2, n_events)
     return ScanLayout(kind.astype(str), view.astype(np.int32), counts[view].astype(np.int32),
                       x.astype(np.float32), y.astype(np.float32), z.astype(np.float32), coincident,
-                      acq_mod.draw(view, sample, scan, rng, cfg))
+                      acq_mod.draw(view, sample, scan, rng, cfg),
+                      geometry.imaging_depth(sample, scan, z, cfg.layer_thickness_um).astype(np.float32))

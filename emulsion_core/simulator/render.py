@@ -49,6 +49,19 @@ class Emitters:
                         self.theta_deg + angle_deg, self.amplitude_adu, self.ratio, self.size_nm)
 
 
+def at_depth(em: Emitters, depth_um: np.ndarray, optics: OpticsConfig) -> Emitters:
+    """The emitters of events imaged through ``depth_um`` (N,) um of emulsion: every segment's
+    defocus grows to sqrt(dz^2 + (k d)^2), k = ``optics.depth_defocus_per_um`` (spherical
+    aberration as an equivalent defocus), and its amplitude falls by exp(-d / L),
+    L = ``optics.contrast_length_um`` (None: no loss). The background and noise of the view are
+    untouched."""
+    d = np.asarray(depth_um, dtype=np.float64)[:, None]
+    dz = np.sqrt(em.dz_um ** 2 + (optics.depth_defocus_per_um * d) ** 2)
+    length = optics.contrast_length_um
+    amplitude = em.amplitude_adu * np.exp(-d / length) if length else em.amplitude_adu
+    return Emitters(em.x_nm, em.y_nm, dz, em.theta_deg, amplitude, em.ratio, em.size_nm)
+
+
 def plasmon_response(theta_deg, ratio, polarisation_deg) -> np.ndarray:
     """Relative reflected intensity ``cos^2(a - t) + r sin^2(a - t)`` of a silver segment.
 

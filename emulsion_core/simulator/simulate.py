@@ -30,9 +30,9 @@ from emulsion_core.simulator.layout import ScanLayout, rotation_of, scan_layout,
 from emulsion_core.measure.features import cluster_features
 from emulsion_core.formats.hdf5 import (
     CHUNK_EVENTS, SPLITS_FILE, DataFormatError, ScanWriter, compress_chunk, read_attrs, read_events, scan_path)
-from emulsion_core.simulator.render import digitise, optical_images, vibration_shifts
+from emulsion_core.simulator.render import at_depth, digitise, optical_images, vibration_shifts
 from emulsion_core.config.samples import (
-    ENERGY_KEV, PRIMARY_KIND, SAMPLES, SIGNAL_SAMPLES, TEST_SCAN, SCANS as SCAN_ORDER)
+    ENERGY_KEV, PRIMARY_KIND, SAMPLES, SIGNAL_SAMPLES, TEST_SCANS, SCANS as SCAN_ORDER)
 from emulsion_core.config.simulator import SimulatorConfig
 from emulsion_core.storage import atomic
 
@@ -48,7 +48,7 @@ def _primary(sample: str, events: np.ndarray, rng, cfg: SimulatorConfig):
     return gr.fog_grains(events, rng, cfg.grain)
 
 
-def render_events(sample: str, scan: str, kind: np.ndarray, z_um: np.ndarray,
+def render_events(sample: str, scan: str, kind: np.ndarray, depth_um: np.ndarray,
                   rng: np.random.Generator, cfg: SimulatorConfig, acquisition: Acquisition | None = None,
                   coincident: np.ndarray | None = None):
     """Render the events of one block.
@@ -57,7 +57,8 @@ def render_events(sample: str, scan: str, kind: np.ndarray, z_um: np.ndarray,
     optics, vibration, acquisition, digitisation); split into parts, the order of the draws, and
     with it every simulated scan, would have to be preserved across them by hand.
 
-    kind : (N,) event kinds (see KINDS); z_um : (N,) depth in the layer; acquisition : per-event
+    kind : (N,) event kinds (see KINDS); depth_um : (N,) imaging depth, um of emulsion between the
+    face the microscope looks through and the event (:func:`render.at_depth`); acquisition : per-event
     conditions (default: the area's nominal ones); coincident : (N,) bool, events with a chance
     unresolved second grain (default: none).
     Returns (images (N, P, H, W) uint8, truth DataFrame with the ``true_*`` columns).
@@ -135,7 +136,7 @@ def render_events(sample: str, scan: str, kind: np.ndarray, z_um: np.ndarray,
         g = gr.Grains(ev, d * np.cos(a), d * np.sin(a), focus[ev] + dz, gr.grain_brightness(len(ev), rng, cfg.grain))
         seg = gr.Segments.concat([seg, gr.filaments(g, rng, cfg.grain)])
 
-    em = gr.to_emitters(seg, n, focus, cfg.max_segments).rotated(rotation_of(scan))
+    em = at_depth(gr.to_emitters(seg, n, focus, cfg.max_segments), depth_um, cfg.optics).rotated(rotation_of(scan))
     shifts = vibration_shifts(n, rng, cfg.vibration) * acquisition.vibration_scale[:, None, None]
     offset = rng.uniform(-0.5, 0.5, (n, 2))
     signal = optical_images(em, shifts, offset, cfg.optics, cfg.camera)
@@ -168,7 +169,7 @@ def scan_attrs(sample: str, scan: str, seed: int, cfg: SimulatorConfig) -> dict:
     return {
         "format_version": 1, "sample": sample, "is_signal": sample in SIGNAL_SAMPLES,
         "energy_keV": float(ENERGY_KEV[sample]), "scan": scan, "rotation_deg": rot,
-        "area": "test" if scan == TEST_SCAN else "train",
+        "area": "test" if scan in TEST_SCANS else "train",
         "beam_phi_deg": float(gr._axial(cfg.beam_phi_deg + rot)),
         "pixel_size_nm": cfg.optics.pixel_size_nm, "camera_max": cfg.camera.camera_max,
         "polarisation_deg": list(cfg.optics.polarisation_deg),
@@ -181,12 +182,12 @@ def simulate_block(sample: str, scan: str, layout: ScanLayout, start: int, stop:
     """Images and events table of events [start, stop) of a scan, from the block's own seed."""
     sl = slice(start, stop)
     rng = np.random.default_rng(stream_seed(seed, sample, scan, "block", block))
-    images, truth = render_events(sample, scan, layout.kind[sl], layout.z_um[sl], rng, cfg,
+    images, truth = render_events(sample, scan, layout.kind[sl], layout.depth_um[sl], rng, cfg,
                                   layout.acquisition[sl], layout.coincident[sl])
     feats = cluster_features(images)
     table = pd.DataFrame({
         "event_id": np.arange(start, stop, dtype=np.int64), "view": layout.view[sl],
-        "x_um": layout.x_um[sl], "y_um": layout.y_um[sl], "z_um": layout.z_um[sl],
+        "x_um": layout.x_um[sl], "y_um": layout.y_um[sl], "z_um": layout.z_um[sl], "depth_um": layout.depth_um[sl],
         **{c: feats[c].to_numpy() for c in feats.columns},
         "view_density": layout.view_density[sl], **{c: truth[c].to_numpy() for c in truth.columns},
     })
@@ -312,13 +313,13 @@ def _is_current(manifest, folder: Path, todo: tuple, key: dict, seed: int, cfg: 
 
 def write_splits(dataset_dir, scans, seed: int, validation_fraction: float) -> Path:
     """``splits.csv``: a seeded random train/validation split of each rotated scan (so both
-    splits hold equal parts per rotation) and ``test`` for the independent test scans."""
+    splits hold equal parts per rotation) and ``test`` (``test_bulk``) for the independent test scans."""
     rows = []
     for sample, scan, n in scans:
         name = scan_path(dataset_dir, sample, scan).name
         ids = np.arange(n)
-        if scan == TEST_SCAN:
-            split = np.full(n, "test", dtype=object)
+        if scan in TEST_SCANS:
+            split = np.full(n, scan, dtype=object)  # test, test_bulk
         else:
             rng = np.random.default_rng(stream_seed(seed, sample, scan, "split"))
             split = np.full(n, "train", dtype=object)

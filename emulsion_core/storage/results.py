@@ -33,7 +33,7 @@ FIGURES = {
     "fig2_angular_rotated_scans": "02", "fig3_barshift": "02", "fig5_angular_short_long": "02",
     "search_convergence": "03", "search_partial_dependence": "03", "search_evaluations": "03",
     "fig4_newsnet_efficiency_vs_reduction": "04", "newsnet_precision_recall_outputs": "04",
-    "newsnet_misclassified": "04",
+    "newsnet_misclassified": "04", "newsnet_score_vs_depth": "04",
     "fig6_selected_angular": "05",
     "shape_variables": "06", "conventional_efficiency_vs_reduction": "06",
 }
