@@ -61,7 +61,7 @@ def test_run_all_smoke_writes_every_output(smoke_run, monkeypatch):
         assert results.figure("smoke", name).stat().st_size > 5000, name
         assert results.figure("smoke", name, "pdf").read_bytes()[:4] == b"%PDF", name
     clean = pd.read_csv(results.path("smoke", "clean_events"))
-    assert set(clean["split"]) == {"train", "validation", "test"}
+    assert set(clean["split"]) == {"train", "validation", "test", "test_bulk"}  # test_bulk: carbon at fog's depths
     flow = pd.read_csv(results.path("smoke", "cutflow"), index_col=0)
     assert (flow["left"] == clean.groupby("sample").size().reindex(flow.index)).all()
     assert (tmp_path / "data" / "smoke" / "splits.csv").exists()
@@ -80,7 +80,7 @@ def test_run_all_smoke_writes_every_output(smoke_run, monkeypatch):
     assert len(list(results.path("smoke", "final_fit").glob("epoch_*.keras"))) == 3
     scores = pd.read_csv(results.path("smoke", "scores"))
     assert np.isfinite(scores["score"]).all() and scores["p_signal"].between(0, 1).all()  # score: log-odds
-    assert set(scores["split"]) == {"validation", "test"}
+    assert set(scores["split"]) == {"validation", "test", "test_bulk"}
     assert ((table1["value"] >= 0) & (table1["value"] <= 1)).all()
     # the numbers the notebooks produced, by name, against tests/references/smoke.json (tolerances:
     # emulsion_core.app.references.TOLERANCES; after an intended change: --refresh)
