@@ -146,3 +146,16 @@ def test_a_real_scans_imaging_depth_comes_from_its_surface_per_view():
     assert np.abs(depth[grains] - events.loc[grains, "true_depth"]).max() < 0.3
     lone = imaging_depth_from_z(events.iloc[:10].assign(view=np.arange(10)))  # sparse views: the scan's face
     assert np.isfinite(lone).all() and (lone >= 0).all()
+
+
+@pytest.mark.slow
+def test_without_the_depth_blur_bulk_tracks_pass_the_barshift_cut_as_implanted_ones():
+    """Depth is the only difference between the implanted and the bulk test tracks: with the blur
+    off their barshift efficiencies agree within counting errors; with it on they do not."""
+    from emulsion_core.simulator import calibrate
+    off = calibrate.bulk_barshift_efficiency(CFG.replace(optics={"depth_defocus_per_um": 0.0}), 1500, seed=5)
+    for s in ("C30keV", "C100keV"):
+        err = np.sqrt(2 * off[f"{s} implanted"] * (1 - off[f"{s} implanted"]) / 1100)
+        assert abs(off[f"{s} bulk"] - off[f"{s} implanted"]) < 3 * err + 0.01, (s, off)
+    on = calibrate.bulk_barshift_efficiency(CFG.replace(optics={"depth_defocus_per_um": 0.05}), 1500, seed=5)
+    assert on["C100keV bulk"] > on["C100keV implanted"] + 0.05, on

@@ -74,12 +74,13 @@ def with_parameters(cfg: SimulatorConfig, values: dict) -> SimulatorConfig:
     return cfg.replace(**changes)
 
 
-def simulate_clean(sample: str, n_raw: int, seed: int, cfg: SimulatorConfig) -> pd.DataFrame:
-    """Simulate ``n_raw`` raw events of a sample's training area, spread over the four rotated
-    scans, in memory; returns the events that pass cleaning with their barshift variables."""
+def simulate_clean(sample: str, n_raw: int, seed: int, cfg: SimulatorConfig, scans=tuple(ROTATED_SCANS)) -> pd.DataFrame:
+    """Simulate ``n_raw`` raw events of a sample, spread over ``scans`` (default the training
+    area's four rotated scans), in memory; returns the events that pass cleaning with their
+    barshift variables."""
     parts = []
-    per_scan = n_raw // len(ROTATED_SCANS)
-    for scan in ROTATED_SCANS:
+    per_scan = n_raw // len(scans)
+    for scan in scans:
         layout = scan_layout(sample, scan, per_scan, seed, cfg)
         rng = np.random.default_rng(stream_seed(seed, sample, scan, "calibration"))
         images, truth = render_events(sample, scan, layout.kind, layout.depth_um, rng, cfg, layout.acquisition,
@@ -237,3 +238,19 @@ def dataset_residuals(table: pd.DataFrame, cfg: SimulatorConfig) -> pd.DataFrame
     validation = table[table["split"] == "validation"]
     data = {s: validation.loc[validation["sample"] == s, "barshift_nm"] for s in TABLE1_SAMPLES}
     return summarise(data, cfg).residuals()
+
+
+def bulk_barshift_efficiency(cfg: SimulatorConfig, n_clean: int = 2000, seed: int = 2021) -> dict:
+    """The barshift cut at 30 % C100keV (implanted, training area) and the fraction of C30keV and
+    C100keV above it on the implanted tracks and on tracks at the bulk samples' depths (the
+    bulk-signal test, :data:`emulsion_core.config.samples.BULK_SCAN`), for ``cfg``: how the
+    conventional selection's efficiency on bulk recoils moves with the depth coefficients."""
+    from emulsion_core.config.samples import BULK_SCAN
+    implanted = {s: simulate_clean(s, int(n_clean / 0.8), seed, cfg)["barshift_nm"] for s in ("C30keV", "C100keV")}
+    cut = threshold_at_efficiency(implanted["C100keV"], TARGET_C100_EFFICIENCY)
+    out = {"cut_nm": float(cut)}
+    for s in ("C30keV", "C100keV"):
+        bulk = simulate_clean(s, int(n_clean / 0.6), seed, cfg, scans=(BULK_SCAN,))["barshift_nm"]
+        out[f"{s} implanted"] = float(np.mean(implanted[s] > cut))
+        out[f"{s} bulk"] = float(np.mean(bulk > cut))
+    return out
