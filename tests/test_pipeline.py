@@ -83,7 +83,7 @@ def test_run_all_smoke_writes_every_output(smoke_run, monkeypatch):
     assert set(scores["split"]) == {"validation", "test", "test_bulk"}
     assert ((table1["value"] >= 0) & (table1["value"] <= 1)).all()
     # the numbers the notebooks produced, by name, against tests/references/smoke.json (tolerances:
-    # emulsion_core.app.references.TOLERANCES; after an intended change: --refresh)
+    # emulsion_core.app.references.TOLERANCES; after an intended change: python -m emulsion_core references --profile smoke --refresh)
     mismatches = references.compare(references.named_numbers("smoke"),
                                     references.read_reference(references.reference_path("smoke")))
     assert not mismatches, "\n".join(mismatches)

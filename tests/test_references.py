@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from emulsion_core.app import references
+from emulsion_core.app.cli import main
 from emulsion_core.storage import paths, results
 
 PROFILE = "tiny"
@@ -104,11 +105,11 @@ def test_a_missing_quantity_fails(run):
 
 def test_the_command_compares_and_refreshes(run, tmp_path, capsys):
     file = tmp_path / "ref.json"
-    assert references.main(["--profile", PROFILE, "--reference", str(file)]) == 2  # no reference yet
-    assert references.main(["--profile", PROFILE, "--reference", str(file), "--refresh"]) == 0
-    assert references.main(["--profile", PROFILE, "--reference", str(file)]) == 0
+    assert main(["references", "--profile", PROFILE, "--reference", str(file)]) == 2  # no reference yet
+    assert main(["references", "--profile", PROFILE, "--reference", str(file), "--refresh"]) == 0
+    assert main(["references", "--profile", PROFILE, "--reference", str(file)]) == 0
     results.path(PROFILE, "newsnet_threshold").write_text(json.dumps({"value": 4.0, "low": 2.0, "high": 4.0}))
-    assert references.main(["--profile", PROFILE, "--reference", str(file)]) == 1
+    assert main(["references", "--profile", PROFILE, "--reference", str(file)]) == 1
     assert "cut.newsnet_log_odds: reference 3.0, this run 4.0" in capsys.readouterr().out
 
 

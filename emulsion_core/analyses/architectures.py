@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from emulsion_core.analyses import table1
-from emulsion_core.config.profiles import Profile
+from emulsion_core.config.profiles import VARIANT_METHODS, Profile
 from emulsion_core.data import dataset, preprocessing
 from emulsion_core.networks import scoring, sequences, training
 from emulsion_core.networks.models import ARCHITECTURES, flops_per_event, keras, trainable_parameters
@@ -59,7 +59,6 @@ def configurations(profile: Profile, params: dict | None = None) -> list[dict]:
 VARIANT_NAMES = {"unpolarised": "unpolarised input (mean of the 8, repeated)",
                  "shuffled": "polarisations in a random order per event",
                  "depth_matched": "background at the carbon's imaging depths"}
-VARIANT_METHODS = {"depth_matched": "newsnet_depth_matched"}  # variants with Table 1 rows
 
 
 def variant_input(images: np.ndarray, config: dict, seed: int) -> np.ndarray:
@@ -71,7 +70,7 @@ def variant_input(images: np.ndarray, config: dict, seed: int) -> np.ndarray:
     return images
 
 
-def depth_matched(rows: pd.DataFrame, labels: np.ndarray, signal: tuple, quantiles=(0.01, 0.99)) -> np.ndarray:
+def depth_matched(rows: pd.DataFrame, signal: tuple, quantiles=(0.01, 0.99)) -> np.ndarray:
     """Mask of the training events a depth-matched network learns from: every carbon event, and
     the background events whose imaging depth lies within the carbon events' band (their 1-99 %
     quantiles), so the network cannot lean on depth (issue 17, item 5)."""
@@ -152,7 +151,7 @@ def _train_and_score(profile: Profile, params: dict, config: dict, train: tuple,
     scale = dataset.camera_max(dataset.dataset_dir(profile))
     rows, x_train, y_train = train
     if config.get("variant") == "depth_matched":
-        keep = depth_matched(rows, y_train, tuple(n for n in names if n.startswith("C")))
+        keep = depth_matched(rows, tuple(n for n in names if n.startswith("C")))
         x_train, y_train = x_train[keep], y_train[keep]
     keras.utils.set_random_seed(seed)
     model = training.compile_model(build(config, params, len(names)), params, False, names)

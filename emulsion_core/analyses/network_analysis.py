@@ -20,6 +20,7 @@ from emulsion_core.analyses import table1
 from emulsion_core.config.paper import PAPER_CLASSES, PAPER_PARAMETERS
 from emulsion_core.config.profiles import Profile
 from emulsion_core.data import dataset, selection
+from emulsion_core.formats import hdf5
 from emulsion_core.networks import scoring, search, sequences, training
 from emulsion_core.networks.models import keras
 from emulsion_core.stats import metrics
@@ -36,15 +37,9 @@ def labels(profile: Profile) -> dict:
     return {name: i for i, name in enumerate(classes(profile))}
 
 
-def workdir(profile: Profile):
-    d = results.path(profile.name, "newsnet")
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-
 def _key(artefact: str, profile: Profile, **extra) -> dict:
     """Provenance key of a search or fit: the clean selection it reads (its record's digest), the
-    network settings, the seed and the code (:data:`provenance.CODE`)."""
+    network settings, the seed and the code (:func:`provenance.code_modules`)."""
     clean = results.path(profile.name, "clean_events")
     return provenance.key(artefact, clean_events=provenance.upstream(clean), network=dict(profile.network),
                           seed=profile.seed, **extra)
@@ -170,8 +165,9 @@ def fit_dir(profile: Profile, seed: int | None = None):
 
 
 def evaluation_splits(profile: Profile) -> tuple:
-    """The splits a network is scored on: validation, test, and test_bulk where simulated."""
-    return table1.splits_of(selection.clean_events(profile, progress=False))
+    """The splits a network is scored on: validation, test, and test_bulk where the dataset has it
+    (read from its ``splits.csv``)."""
+    return table1.splits_of(hdf5.read_splits(dataset.dataset_dir(profile)))
 
 
 def score(profile: Profile, members: list, splits=None, save: bool = True) -> tuple[pd.DataFrame, np.ndarray]:

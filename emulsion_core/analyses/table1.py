@@ -44,8 +44,7 @@ def samples_for(classes) -> tuple:
 def splits_of(table: pd.DataFrame) -> tuple:
     """The evaluation splits ``table`` holds events of: validation, test, and test_bulk (carbon
     tracks at the bulk samples' depths) where it was simulated."""
-    present = set(table["split"])
-    return tuple(s for s in EVALUATION_SPLITS if s in present or s != "test_bulk")
+    return EVALUATION_SPLITS if (table["split"] == "test_bulk").any() else EVALUATION_SPLITS[:2]
 
 
 def rows(table: pd.DataFrame, method: str, column: str, cut: float, splits=None,
@@ -104,7 +103,7 @@ def formatted(table_rows: pd.DataFrame, methods=METHOD_ORDER) -> pd.DataFrame:
     out = {}
     for method in methods:
         ran = (table_rows["method"] == method).any()
-        for split in splits_of(table_rows) if len(table_rows) else EVALUATION_SPLITS[:2]:
+        for split in splits_of(table_rows):
             out[(method, split)] = [_cell(table_rows, method, sample, split, ran) for sample in samples]
     return pd.DataFrame(out, index=pd.Index(samples, name="sample"))
 

@@ -1,4 +1,4 @@
-"""The command line: ``python -m emulsion_core {simulate,prepare,info,report,calibrate,predict,convert,onednn} ...``
+"""The command line: ``python -m emulsion_core {simulate,prepare,info,report,calibrate,predict,convert,references,onednn} ...``
 (also ``emulsion-dl``)."""
 
 from __future__ import annotations
@@ -111,6 +111,11 @@ def _convert(args) -> int:
     return 0
 
 
+def _references(args) -> int:
+    from emulsion_core.app import references
+    return references.check(args.profile, args.reference, args.refresh)
+
+
 def _onednn(args) -> int:
     from emulsion_core.networks import onednn_guard
     state = onednn_guard.ensure(retest=args.retest)
@@ -125,17 +130,15 @@ def parser() -> argparse.ArgumentParser:
     Long: one ``add_parser`` block per subcommand, read top to bottom like ``--help``."""
     ap = argparse.ArgumentParser(prog="emulsion_core", description="emulsion-dl command line")
     sub = ap.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("simulate", help="simulate a profile's dataset into data/<dataset>/ (resumes)")
-    s.add_argument("--profile", default="default", help="profile name or YAML path (default: default)")
-    s.add_argument("--seed", type=int, default=None, help="override the profile's seed")
-    s.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
-    s.set_defaults(func=_simulate)
-    pp = sub.add_parser("prepare", help="make a profile's dataset ready: simulate it into an empty or "
-                        "simulator-owned folder, or check the given scans there (a missing splits.csv is made)")
-    pp.add_argument("--profile", default="default", help="profile name or YAML path (default: default)")
-    pp.add_argument("--seed", type=int, default=None, help="override the profile's seed")
-    pp.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
-    pp.set_defaults(func=_prepare)
+    for name, func, text in (
+            ("simulate", _simulate, "simulate a profile's dataset into data/<dataset>/ (resumes)"),
+            ("prepare", _prepare, "make a profile's dataset ready: simulate it into an empty or simulator-owned "
+                                  "folder, or check the given scans there (a missing splits.csv is made)")):
+        s = sub.add_parser(name, help=text)
+        s.add_argument("--profile", default="default", help="profile name or YAML path (default: default)")
+        s.add_argument("--seed", type=int, default=None, help="override the profile's seed")
+        s.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+        s.set_defaults(func=func)
     i = sub.add_parser("info", help="validate scan files (attributes, events, every image) and print their attributes")
     i.add_argument("files", nargs="+")
     i.set_defaults(func=_info)
@@ -181,6 +184,12 @@ def parser() -> argparse.ArgumentParser:
     cv.add_argument("--frame-width", type=int, default=None, help="camera frame columns, idem")
     cv.add_argument("--frame-height", type=int, default=None, help="camera frame rows, idem")
     cv.set_defaults(func=_convert)
+    rf = sub.add_parser("references", help="compare a finished run's named numbers (Table 1, cuts, cut flow, audit, "
+                        "search, architectures) with tests/references/<profile>.json, within their stated tolerances")
+    rf.add_argument("--profile", required=True, help="profile name (its results under the output root)")
+    rf.add_argument("--reference", default=None, help="default: tests/references/<profile>.json")
+    rf.add_argument("--refresh", action="store_true", help="rewrite the reference from the current results")
+    rf.set_defaults(func=_references)
     o = sub.add_parser("onednn", help="self-test TensorFlow's oneDNN convolutions on this machine (cached); "
                                       "prints on or off (off: run with TF_ENABLE_ONEDNN_OPTS=0)")
     o.add_argument("--retest", action="store_true", help="run the self-test again instead of reading its cache")

@@ -7,12 +7,11 @@ back as flat named numbers (``table1.barshift.fog.validation.value``, ``cut.bars
 explains (after the IRIS-HEP Analysis Grand Challenge's ``validate_histograms.py``). Only JSON and
 CSV are read: no TensorFlow. A reference is rewritten on demand only::
 
-    python -m emulsion_core.app.references --profile smoke [--refresh]
+    python -m emulsion_core references --profile smoke [--refresh]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import re
@@ -24,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from emulsion_core.config.profiles import COMPACT_NETWORKS
+from emulsion_core.config.profiles import COMPACT_NETWORKS, VARIANT_METHODS
 from emulsion_core.storage import atomic, paths, results
 
 REFERENCES = paths.REPO / "tests" / "references"
-NETWORKS = ("newsnet",) + tuple(COMPACT_NETWORKS)  # Table 1 methods that are trained networks
+NETWORKS = ("newsnet",) + tuple(COMPACT_NETWORKS) + tuple(VARIANT_METHODS.values())  # Table 1 methods of trained networks
 TABLE1_FIELDS = ("value", "passed", "total")
 CUTS = {"barshift_threshold": "barshift_nm", "shape_threshold": "shape_ellipticity",
         "newsnet_threshold": "newsnet_log_odds"}
@@ -236,28 +235,21 @@ def read_reference(path) -> dict:
     return json.loads(Path(path).read_text())["numbers"]
 
 
-def main(argv=None) -> int:
-    """Compare the current root's results with the profile's reference, or ``--refresh`` it."""
-    parser = argparse.ArgumentParser(prog="python -m emulsion_core.app.references", description=__doc__.split("\n")[0])
-    parser.add_argument("--profile", required=True)
-    parser.add_argument("--reference", type=Path, help="default: tests/references/<profile>.json")
-    parser.add_argument("--refresh", action="store_true", help="rewrite the reference from the current results")
-    args = parser.parse_args(argv)
-    file = args.reference or reference_path(args.profile)
-    if args.refresh:
-        print(f"wrote {len(read_reference(write_reference(args.profile, file)))} numbers to {file}")
+def check(profile_name: str, file=None, refresh: bool = False) -> int:
+    """Compare the current root's results of ``profile_name`` with its reference (``file``, default
+    :func:`reference_path`) and print every mismatch; with ``refresh``, rewrite the reference.
+    Returns the exit status: 0 all match (or refreshed), 1 mismatches, 2 no reference."""
+    file = Path(file) if file else reference_path(profile_name)
+    if refresh:
+        print(f"wrote {len(read_reference(write_reference(profile_name, file)))} numbers to {file}")
         return 0
     if not file.exists():
         print(f"no reference {file}: write one with --refresh", file=sys.stderr)
         return 2
-    found = named_numbers(args.profile)
+    found = named_numbers(profile_name)
     problems = compare(found, read_reference(file))
     for p in problems:
         print(p)
-    print(f"{len(found)} numbers of profile {args.profile} under {paths.root()}: "
+    print(f"{len(found)} numbers of profile {profile_name} under {paths.root()}: "
           f"{len(problems)} mismatch(es) with {file}")
     return 1 if problems else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from emulsion_core.config.samples import BULK_SCAN, ROTATED_SCANS, SAMPLES, SIGNAL_SAMPLES, TABLE1_SAMPLES
+from emulsion_core.config.paper import PAPER_CLASSES, SEARCH_SPACE
+from emulsion_core.config.samples import BULK_SCAN, ROTATED_SCANS, SAMPLES, SIGNAL_SAMPLES
 
 PROFILE_DIR = Path(__file__).resolve().parents[1] / "profiles"  # emulsion_core/profiles/*.yaml
 # the compact networks of ``models.ARCHITECTURES`` (named here so that reading a profile needs no TensorFlow)
@@ -21,6 +22,7 @@ COMPACT_NETWORKS = ("compact_3d", "polarisation_channels_2d")
 # the profile's NEWSnet fed the mean of the 8 images (repeated), the 8 in a random order per event,
 # or trained on background restricted to the carbon training events' imaging-depth band
 NEWSNET_VARIANTS = ("unpolarised", "shuffled", "depth_matched")
+VARIANT_METHODS = {"depth_matched": "newsnet_depth_matched"}  # the variants with Table 1 rows: their method
 
 
 class ProfileError(ValueError):
@@ -78,7 +80,6 @@ _SECTIONS = {
 
 # keys that are not single numbers, validated by _practice: the training practice (issue 10, item 6)
 _STRUCTURED = {"network": ("classes",), "training": ("class_balance", "early_stopping", "seeds")}
-PAPER_CLASSES = list(TABLE1_SAMPLES)
 
 
 def _section(source, name, raw):
@@ -163,19 +164,18 @@ def _architectures(source, raw) -> dict:
 
 
 def _dimensions(source, raw) -> list:
-    """``search.dimensions``: the names of :data:`search.SPACE` the search varies, in SPACE's order
-    (the others stay at the paper's values); all of SPACE when omitted."""
-    from emulsion_core.config.paper import SEARCH_SPACE as SPACE
+    """``search.dimensions``: the names of :data:`~emulsion_core.config.paper.SEARCH_SPACE` the search varies, in its order
+    (the others stay at the paper's values); all of SEARCH_SPACE when omitted."""
     if raw is None:
-        return list(SPACE)
+        return list(SEARCH_SPACE)
     if not isinstance(raw, list) or not raw or not all(isinstance(k, str) for k in raw):
         _fail(source, "search.dimensions", f"expected a non-empty list of parameter names, got {raw!r}")
     for k in raw:
-        if k not in SPACE:
-            _fail(source, "search.dimensions", f"unknown parameter {k!r} (known: {', '.join(SPACE)})")
+        if k not in SEARCH_SPACE:
+            _fail(source, "search.dimensions", f"unknown parameter {k!r} (known: {', '.join(SEARCH_SPACE)})")
     if len(set(raw)) != len(raw):
         _fail(source, "search.dimensions", f"a parameter is listed twice: {raw!r}")
-    return [k for k in SPACE if k in raw]
+    return [k for k in SEARCH_SPACE if k in raw]
 
 
 def _practice(source, name, raw) -> dict:
@@ -191,7 +191,7 @@ def _practice(source, name, raw) -> dict:
     """
     out = {}
     if name == "network":
-        classes = raw.get("classes", PAPER_CLASSES)
+        classes = raw.get("classes", list(PAPER_CLASSES))
         if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
             _fail(source, "network.classes", f"expected a list of sample names, got {classes!r}")
         for c in classes:

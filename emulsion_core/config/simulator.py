@@ -74,7 +74,7 @@ class VibrationConfig:
     The table of physics.md a.6 is the *total* per-polarisation barycentre residual of grains
     measured on the 2020 set-up: vibration, camera noise and grain structure together. The
     vibration alone is that total with the rendered noise-only residual of a round grain
-    (``noise_residual_nm``, measured by :func:`emulsion_core.calibrate.noise_residual`) removed
+    (``noise_residual_nm``, measured by :func:`emulsion_core.simulator.calibrate.noise_residual`) removed
     in quadrature; ``scale`` then multiplies it for the paper's older, rotating-polariser scans.
     """
 

@@ -149,15 +149,13 @@ def imaging_depth_from_z(events: pd.DataFrame, min_events: int = 20) -> np.ndarr
     their stage ``z_um``: the face is where the scan's highest events sit, the silver nanoparticles
     on the surface (physics.md a.5: the cleaning's z window excludes them), taken per view as the
     99th percentile of its events' z when the view holds ``min_events`` or more, else the scan's."""
-    z = events["z_um"].to_numpy(dtype=np.float64)
-    face = np.full(len(z), np.quantile(z, 0.99))
+    z = events["z_um"].astype(np.float64)
+    face = np.full(len(z), z.quantile(0.99))
     if "view" in events:
-        view = events["view"].to_numpy()
-        for v in np.unique(view):
-            sel = view == v
-            if sel.sum() >= min_events:
-                face[sel] = np.quantile(z[sel], 0.99)
-    return np.maximum(face - z, 0.0).astype(np.float32)
+        per_view = z.groupby(events["view"])
+        faces = per_view.quantile(0.99).where(per_view.size() >= min_events)
+        face = events["view"].map(faces).fillna(face[0] if len(face) else 0.0).to_numpy()
+    return np.maximum(face - z.to_numpy(), 0.0).astype(np.float32)
 
 
 def camera_max(folder) -> float:

@@ -1,6 +1,7 @@
 """The cleaned event selection every later notebook starts from, and the tables around it.
 
-``clean_events(profile)`` simulates the data if missing, applies the cleaning cuts and writes
+``clean_events(profile)`` reads the profile's dataset (made ready by
+:mod:`emulsion_core.app.prepare`; it never simulates), applies the cleaning cuts and writes
 ``results/<profile>/clean_events.csv`` (file, event_id, sample, scan, split); later notebooks
 read it, or rebuild it when they run alone.
 """

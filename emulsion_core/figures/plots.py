@@ -100,7 +100,7 @@ def cut_variable(ax, events: pd.DataFrame, column: str, cuts: list, xlabel: str,
 def cleaning_variables(events: pd.DataFrame, cuts):
     """The six distributions the cleaning cuts act on, per sample, with the cut values.
 
-    cuts : :class:`emulsion_core.cleaning.CleaningCuts`. Returns the figure.
+    cuts : :class:`emulsion_core.measure.cleaning.CleaningCuts`. Returns the figure.
     """
     fig, axes = plt.subplots(2, 3, figsize=(13, 7))
     a = axes.ravel()

@@ -41,7 +41,7 @@ view, every polarisation missing, a present cluster index not in the view, a clu
 polarisation or flag, a cluster frame not in the view, a present polarisation's raw frame
 missing from ``Frames``, a window crossing the frame edge. A missing tree or leaf, an unreadable
 RunHeader without the fallback options, or a frame buffer of the wrong size raise
-:class:`~emulsion_core.io.DataFormatError` naming the file, entry and field.
+:class:`~emulsion_core.formats.hdf5.DataFormatError` naming the file, entry and field.
 
 Events table: ``event_id`` (0..N-1 in grain-list order), ``view`` (HeaderID), ``view_id``,
 ``area_id`` (``hd.aid``), ``grain_id``, ``grain_line`` (1-based line of the grain list),
@@ -49,7 +49,7 @@ Events table: ``event_id`` (0..N-1 in grain-list order), ``view`` (HeaderID), ``
 ``hd.y + gr.y``), ``z_um`` (``gr.z``: depth in the view frame), ``view_density`` (grains of the
 view with flags 0, i.e. ``gr`` entries not from merged or extra images), ``crop_col0``,
 ``crop_row0`` (camera pixel of the window's first column and row) and the cluster features of
-:func:`emulsion_core.features.cluster_features` measured on the crops (the trees' cluster
+:func:`emulsion_core.measure.features.cluster_features` measured on the crops (the trees' cluster
 values are per polarisation and on another scale), ``n_pol`` capped at the present count.
 Views are streamed: the run is read a few views and frames at a time, so a multi-GB run never
 sits in memory.

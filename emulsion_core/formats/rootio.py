@@ -15,7 +15,7 @@ libDMRoot (VGentile87/DMDS) writes one ROOT file per scan run:
 uproot 5.7 cannot deserialise a whole view header (``KeyError 'TObject'``), so every member is
 read as its own leaf, found by member name wherever ROOT nested it: ``hd/x``, ``cl/cl.x``,
 ``fr/DMRFrame/iz``, ``fr/DMRFrame/DMRImage/eImg`` (inherited members sit under their base
-class). A missing tree or member raises :class:`~emulsion_core.io.DataFormatError` naming the
+class). A missing tree or member raises :class:`~emulsion_core.formats.hdf5.DataFormatError` naming the
 file and the leaf. The 2017 library wrote a ``RunHeader`` without type description, which
 uproot cannot read: :func:`camera_geometry` then takes the frame size and pixel size from the
 caller, and says which options to pass when they are missing.

@@ -10,7 +10,7 @@ The rule ([P21] Appendix B, DESIGN.md section 2), applied per scan file in name 
 - any other ``scan`` value: an error naming the file (the rule cannot tell its role).
 
 An existing ``splits.csv`` is the user's and is never rewritten; the simulator writes its own
-for the folders it owns (:func:`emulsion_core.simulate.write_splits`, the same proportions).
+for the folders it owns (:func:`emulsion_core.simulator.simulate.write_splits`, the same proportions).
 """
 
 from __future__ import annotations

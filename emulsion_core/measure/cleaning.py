@@ -68,7 +68,7 @@ def cut_masks(events: pd.DataFrame, cuts: CleaningCuts = CleaningCuts()) -> pd.D
     missing = [c for c in REQUIRED if c not in events.columns]
     if missing:
         raise KeyError(f"events table lacks the column(s) {missing} that cleaning needs; "
-                       "compute them with emulsion_core.features.cluster_features")
+                       "compute them with emulsion_core.measure.features.cluster_features")
     z = events["z_um"].to_numpy()
     return pd.DataFrame({
         "dense_area": events["view_density"].to_numpy() > cuts.max_view_density,

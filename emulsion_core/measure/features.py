@@ -13,7 +13,7 @@ simulated scans and real crops without those columns get the same definitions
   polarisations (ADU), ``brightness_max`` the largest raw pixel over all polarisations (ADU),
   ``brightness_mean`` the mean over the cluster (ADU, includes background, like vol/npx);
 - ``n_pol`` the polarisations in which a cluster is linked to the grain (see
-  :func:`emulsion_core.barshift.barycenters`); the experiment keeps events with all of them;
+  :func:`emulsion_core.measure.barshift.barycenters`); the experiment keeps events with all of them;
 - ``n_peaks`` the optically resolved maxima of the smoothed unpolarised image: local maxima
   within ``peak_radius_px`` (3 px: grains one PSF FWHM, ~6 px, apart are resolved, b.9) that
   rise above B + ``peak_sigma`` s and above ``peak_fraction`` of the main peak (a dimmer or

@@ -124,10 +124,10 @@ def barshift_summary(cfg: SimulatorConfig, n_clean: int = 3000, seed: int = 2021
     """Threshold at 30 % C100keV efficiency, the C30keV and fog efficiencies and the C30keV
     barshift quantiles, for ``cfg``."""
     expected = {"C30keV": 0.8, "C100keV": 0.8, "fog": 0.25}  # raw events needed per clean event
-    raw = {s: int(n_clean / y) for s, y in expected.items()}
+    scans = len(ROTATED_SCANS)
+    raw = {s: int(n_clean / y) // scans * scans for s, y in expected.items()}  # whole events per scan
     clean = {s: simulate_clean(s, n, seed, cfg)["barshift_nm"] for s, n in raw.items()}
-    raw_per_scan = {s: n // len(ROTATED_SCANS) * len(ROTATED_SCANS) for s, n in raw.items()}
-    return summarise(clean, cfg, {s: len(clean[s]) / raw_per_scan[s] for s in clean})
+    return summarise(clean, cfg, {s: len(clean[s]) / raw[s] for s in clean})
 
 
 def summarise(barshift_nm: dict, cfg: SimulatorConfig, yields: dict | None = None) -> BarshiftSummary:
