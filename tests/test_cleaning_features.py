@@ -112,3 +112,14 @@ def test_missing_polarisation_is_named_before_the_brightness_cuts():
 def test_missing_column_is_named():
     with pytest.raises(KeyError, match="peak_adu"):
         cleaning.cut_masks(_table().drop(columns="peak_adu"))
+
+
+def test_isolated_fractions_count_events_of_one_peak():
+    """Known counts: 3 of 4 C30keV events and 1 of 2 fog events have one peak; the authors'
+    fractions stand beside them."""
+    import pandas as pd
+    from emulsion_core.measure import cleaning
+    ev = pd.DataFrame({"sample": ["C30keV"] * 4 + ["fog"] * 2, "n_peaks": [1, 1, 2, 1, 3, 1]})
+    t = cleaning.isolated_fractions(ev)
+    assert t.loc["C30keV", "fraction"] == 0.75 and t.loc["fog", "fraction"] == 0.5
+    assert t.loc["C30keV", "authors (tr_flag = -1)"] == 0.71 and t.loc["fog", "events"] == 2

@@ -303,3 +303,13 @@ def test_no_convertible_grain_is_an_error(tmp_path):
     with pytest.raises(DataFormatError, match=r"no grain line could be converted.*view entry not in Vdmr"):
         run_convert(tmp_path, grains=p)
     assert not (tmp_path / "C100keV_rot0.h5").exists()
+
+
+def test_convert_writes_each_events_imaging_depth(converted):
+    """``depth_um``: the distance below the face located per view (issue 17, item 5), never negative,
+    zero for the view's highest events, and what the data layer would derive from ``z_um``."""
+    from emulsion_core.measure.depth import imaging_depth_from_z
+    ev = converted[1].events
+    assert ev["depth_um"].dtype == np.float32 and (ev["depth_um"] >= 0).all()
+    np.testing.assert_allclose(ev["depth_um"], imaging_depth_from_z(ev.drop(columns="depth_um")), atol=1e-6)
+    assert ev["depth_um"].min() == 0.0

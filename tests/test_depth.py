@@ -134,7 +134,7 @@ def test_a_real_scans_imaging_depth_comes_from_its_surface_per_view():
     """Two views whose faces sit at different stage z (the stage is not level): each view's depth
     is measured from its own highest events, the surface nanoparticles."""
     import pandas as pd
-    from emulsion_core.data.dataset import imaging_depth_from_z
+    from emulsion_core.measure.depth import imaging_depth_from_z
     rng = np.random.default_rng(1)
     parts = []
     for view, face in ((0, 100.0), (1, 103.0)):
@@ -159,3 +159,12 @@ def test_without_the_depth_blur_bulk_tracks_pass_the_barshift_cut_as_implanted_o
         assert abs(off[f"{s} bulk"] - off[f"{s} implanted"]) < 3 * err + 0.01, (s, off)
     on = calibrate.bulk_barshift_efficiency(CFG.replace(optics={"depth_defocus_per_um": 0.05}), 1500, seed=5)
     assert on["C100keV bulk"] > on["C100keV implanted"] + 0.05, on
+
+
+def test_profile_scan_shows_the_vibration_raising_the_c30_floor():
+    """Along the vibration scale (the calibration's flattest direction) the C30keV 10 % quantile
+    rises with the scale (physics.md e.1: 9.5 nm at 1.0, 18.5 nm at 3.0), and chi2 is reported."""
+    from emulsion_core.simulator import calibrate
+    scan = calibrate.profile_scan("vibration.scale", (1.0, 3.0), n_clean=500)
+    assert np.isfinite(scan["chi2"]).all()
+    assert scan.loc[3.0, "pull C30keV_q10_nm"] > scan.loc[1.0, "pull C30keV_q10_nm"] + 0.5

@@ -152,11 +152,14 @@ def _train_and_score(profile: Profile, params: dict, config: dict, train: tuple,
     rows, x_train, y_train = train
     if config.get("variant") == "depth_matched":
         keep = depth_matched(rows, tuple(n for n in names if n.startswith("C")))
-        x_train, y_train = x_train[keep], y_train[keep]
+        rows, x_train, y_train = rows[keep], x_train[keep], y_train[keep]
+    background = int((~rows["sample"].astype(str).str.startswith("C")).sum())
     keras.utils.set_random_seed(seed)
     model = training.compile_model(build(config, params, len(names)), params, False, names)
     training.fit_in_memory(model, params, variant_input(x_train, config, seed), y_train, budget["epochs"], batch, seed,
                            camera_max=scale)
+    if config.get("variant"):
+        save_variant(model, profile, config["variant"])
     method = VARIANT_METHODS.get(config.get("variant")) or (config["name"] if config["kind"] != "newsnet" else None)
     scored = []
     for split in evaluation_splits(profile) if method else ("validation",):
@@ -172,12 +175,31 @@ def _train_and_score(profile: Profile, params: dict, config: dict, train: tuple,
               "MFLOPs per event": round(flops_per_event(model) / 1e6, 1),
               "train events/s": round(rate["train_events_per_s"]),
               "inference events/s": round(rate["inference_events_per_s"]),
+              "training events": int(len(y_train)), "background training events": background,
               "validation AUC": round(binary_auc(validation), 3), **_fog_fraction(validation, "score")}
     if method:
         cut = table1.reference_cut(scored, "score")[0]
         table_rows = table1.rows(scored, method, "score", cut, samples=table1.samples_for(names))
         record["table1"] = json.loads(table_rows.to_json(orient="records"))
     return record
+
+
+def variant_path(profile: Profile, variant: str):
+    """The ``.keras`` file of the table's NEWSnet ``variant`` (one member: score it with ``predict``)."""
+    return results.path(profile.name, "variant_networks") / f"{variant}.keras"
+
+
+def save_variant(model, profile: Profile, variant: str) -> None:
+    """Keep a variant's trained network (written through a temporary sibling, then renamed)."""
+    import os
+    final = variant_path(profile, variant)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f"{variant}.tmp{os.getpid()}.keras")  # Keras wants the .keras suffix
+    try:
+        model.save(tmp)
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _digest(profile: Profile, params: dict, config: dict) -> str:

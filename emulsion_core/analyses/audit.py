@@ -6,16 +6,22 @@ images that carry no physics (the noise of the background ring, the median that 
 removed, light far from the event) still differ between samples, and a classifier can learn them
 instead of the tracks. This module measures that, per event:
 
-- ``border_noise_adu``: standard deviation of the pixels in the ``ring_px``-wide border ring
-  (ADU, mean over polarisations): the camera noise at the background level;
-- ``background_adu``: median of the raw border ring (ADU): the optical background level;
+- ``border_noise_adu``: the camera noise in the outermost ``noise_ring_px`` pixels of the crop
+  (ADU, mean over polarisations), from the differences of neighbouring pixels (median absolute
+  deviation / 0.6745 / sqrt 2): a smooth lift of the ring (the halo of a grain blurred by depth)
+  cancels in a difference, and a track crossing the ring is an outlier the median ignores;
+- ``background_adu``: median of the raw outermost ring (ADU): the optical background level;
+- ``ring_std_adu``: standard deviation of the ``ring_px``-wide ring (ADU): noise *and* event light
+  reaching it, what depth changes (a deep grain's blurred halo, an electron's spread);
 - ``border_rms_adu``: rms of the *preprocessed* border ring (ADU): the noise and the ring's offset
   from the image median;
 - ``median_removed_adu``: the median that preprocessing subtracted (ADU, mean over polarisations);
 - ``outside_brightness_adu``: summed preprocessed brightness farther than ``core_px`` from the crop
   centre (ADU, mean over polarisations): light that is not the event's cluster.
 
-The first two are pure acquisition. The last three also carry some physics: a larger event (a
+The first two are pure acquisition: measured where the event's light does not reach and
+insensitive to its smooth part, so a sample pair reads at the null floor whatever the events'
+depths (issue 17). The others also carry physics: a larger event (a
 three-grain C100keV track) lifts the image median, so the ring sits lower after preprocessing;
 their AUCs measure what a network can read from outside the event, whatever its cause.
 :func:`auc_table` gives the ROC AUC of each statistic between every pair of samples and between
@@ -32,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 ACQUISITION = ("border_noise_adu", "background_adu")
-STATISTICS = ACQUISITION + ("border_rms_adu", "median_removed_adu", "outside_brightness_adu")
+STATISTICS = ACQUISITION + ("ring_std_adu", "border_rms_adu", "median_removed_adu", "outside_brightness_adu")
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
 
@@ -42,12 +48,25 @@ def _ring_mask(h: int, w: int, ring_px: int) -> np.ndarray:
     return mask
 
 
-def event_statistics(images: np.ndarray, camera_max: float, ring_px: int = 8, core_px: float = 8.0) -> pd.DataFrame:
+def neighbour_noise(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Pixel noise (same unit as ``x``) of the ``mask`` pixels of images ``x`` (..., H, W): the
+    robust spread (MAD / 0.6745) of horizontal and vertical neighbour differences inside the mask,
+    over sqrt 2. For white Gaussian noise of sigma s it is s; a smooth gradient adds only its
+    square to the differences' spread, and isolated bright pixels are outliers."""
+    pair_h, pair_v = mask[:, 1:] & mask[:, :-1], mask[1:, :] & mask[:-1, :]
+    d = np.concatenate([(x[..., :, 1:] - x[..., :, :-1])[..., pair_h],
+                        (x[..., 1:, :] - x[..., :-1, :])[..., pair_v]], axis=-1)
+    mad = np.median(np.abs(d - np.median(d, axis=-1, keepdims=True)), axis=-1)
+    return mad / np.float32(0.6744898 * np.sqrt(2.0))
+
+
+def event_statistics(images: np.ndarray, camera_max: float, ring_px: int = 8, core_px: float = 8.0,
+                     noise_ring_px: int = 3) -> pd.DataFrame:
     """Acquisition statistics of each event after the network's preprocessing.
 
     images : (N, P, H, W) raw camera counts of range ``camera_max``; statistics are given in
     8-bit ADU (counts x 255 / camera_max) so that files of any range compare. Returns the
-    STATISTICS columns (ADU) and, for the
+    STATISTICS columns (ADU; the acquisition ones from the outermost ``noise_ring_px`` pixels) and, for the
     border-ring control, ``ring_<q>_p<i>`` quantiles (about the ring's median) and ``ring_std_p<i>``
     of each polarisation's border ring: the shape of its noise. The ring's offset from the image
     median is left out of the control: the event's own light lifts the median (a three-grain
@@ -59,14 +78,16 @@ def event_statistics(images: np.ndarray, camera_max: float, ring_px: int = 8, co
     med = np.median(x.reshape(n, p, h * w), axis=-1)
     x -= med[:, :, None, None]  # preprocessing, in ADU (the division by camera_max is a unit)
     ring = x[:, :, _ring_mask(h, w, ring_px)]  # (N, P, K)
+    outer = _ring_mask(h, w, noise_ring_px)
     ys, xs = np.mgrid[0:h, 0:w]
     outside = np.hypot(xs - (w - 1) / 2, ys - (h - 1) / 2) > core_px
     q = np.quantile(ring, QUANTILES, axis=-1)  # (Q, N, P)
     std = ring.std(axis=-1)
     centred = q - q[2][None]  # ring quantiles about the ring's own median: its noise, not its offset
     out = {
-        "border_noise_adu": std.mean(axis=1),
-        "background_adu": (q[2] + med).mean(axis=1),
+        "border_noise_adu": neighbour_noise(x, outer).mean(axis=1),
+        "background_adu": (np.median(x[:, :, outer], axis=-1) + med).mean(axis=1),
+        "ring_std_adu": std.mean(axis=1),
         "border_rms_adu": np.sqrt((ring**2).mean(axis=-1)).mean(axis=1),
         "median_removed_adu": med.mean(axis=1),
         "outside_brightness_adu": x[:, :, outside].sum(axis=-1).mean(axis=1),

@@ -32,6 +32,7 @@ TABLE1_FIELDS = ("value", "passed", "total")
 CUTS = {"barshift_threshold": "barshift_nm", "shape_threshold": "shape_ellipticity",
         "newsnet_threshold": "newsnet_log_odds"}
 ARCHITECTURE_FIELDS = {"parameters": "parameters", "MFLOPs per event": "mflops_per_event",
+                       "training events": "training_events", "background training events": "background_events",
                        "validation AUC": "validation_auc", "fog at 30% C100keV": "fog_at_30pc"}
 
 
@@ -97,6 +98,7 @@ TOLERANCES = {
     "search.*": Tolerance("cross-validated AUC of a short network fit: CPU kinds sum in another order; "
                           "abs 0.05, a few times the repeats' noise floor at smoke (~0.01)", abs=0.05),
     "architectures.*.parameters": Tolerance("weights of an architecture fixed by the profile: exact"),
+    "architectures.*_events": Tolerance("training events of a table row, fixed by the data and the budget: exact"),
     "architectures.*.mflops_per_event": Tolerance("cost of an architecture fixed by the profile", rel=1e-9),
     "architectures.*": Tolerance("network AUC or fog fraction of a short fit: CPU kinds sum in another order; "
                                  "abs 0.05, about 3 binomial sd of a few hundred validation events", abs=0.05),

@@ -50,4 +50,7 @@ TABLE4 = {"train": (39000, 39000, 51300), "validation": (26000, 26000, 34200), "
 # cell 32; physics.md e), and the per-class ROC AUC against fog (validation, test; cells 32, 89)
 AUTHORS_FOG_FRACTION = 1.43e-3
 AUTHORS_EFFICIENCY = {"C30keV": 0.313, "C60keV": 0.512, "C100keV": 0.381}
+# fraction of isolated events (tr_flag = -1: one optical peak, not in a microtrack) in the authors'
+# datasets, NEWSdm/NewsNet70nm/data_sandbox.ipynb cell 22 (physics.md e): a validation, never fitted
+AUTHORS_ISOLATED_FRACTION = {"C30keV": 0.71, "C60keV": 0.30, "C100keV": 0.55, "fog": 0.77}
 AUTHORS_AUC = {"C30keV": (0.967, 0.978), "C60keV": (0.979, 0.995), "C100keV": (0.968, 0.990)}

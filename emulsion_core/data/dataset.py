@@ -22,6 +22,7 @@ import pandas as pd
 from emulsion_core.formats import hdf5, ownership, splits
 from emulsion_core.storage import paths, provenance
 from emulsion_core.data import preprocessing
+from emulsion_core.measure import depth
 from emulsion_core.measure.features import FEATURE_COLUMNS, cluster_features
 from emulsion_core.config.profiles import Profile
 from emulsion_core.config.samples import SAMPLES, SCANS
@@ -112,7 +113,7 @@ def events_table(folder) -> pd.DataFrame:
     ``area``, ``is_signal`` and ``split`` columns. Images are read only for the cluster features
     a file lacks (:data:`features.FEATURE_COLUMNS`, measured once and cached: :func:`given_features`),
     so every cut works on files that hold just the format's required columns. A file without
-    ``depth_um`` gets it from its stage z (:func:`imaging_depth_from_z`)."""
+    ``depth_um`` gets it from its stage z (:func:`emulsion_core.measure.depth.imaging_depth_from_z`)."""
     folder = Path(folder)
     listing = hdf5.read_splits(folder)
     parts = []
@@ -126,7 +127,7 @@ def events_table(folder) -> pd.DataFrame:
             for c in need:
                 ev[c] = measured[c].to_numpy()
         if "depth_um" not in ev and "z_um" in ev:
-            ev["depth_um"] = imaging_depth_from_z(ev)
+            ev["depth_um"] = depth.imaging_depth_from_z(ev)  # a file written before convert did
         ev.insert(0, "file", name)
         for key in ("sample", "scan", "rotation_deg", "area", "is_signal"):
             ev[key] = attrs[key]
@@ -142,20 +143,6 @@ def events_table(folder) -> pd.DataFrame:
     order = {s: i for i, s in enumerate(SCANS)}
     table["_o"] = table["scan"].map(order)
     return table.sort_values(["sample", "_o", "event_id"], kind="stable").drop(columns="_o").reset_index(drop=True)
-
-
-def imaging_depth_from_z(events: pd.DataFrame, min_events: int = 20) -> np.ndarray:
-    """Imaging depth (um below the face the microscope looks through) of a real scan's events from
-    their stage ``z_um``: the face is where the scan's highest events sit, the silver nanoparticles
-    on the surface (physics.md a.5: the cleaning's z window excludes them), taken per view as the
-    99th percentile of its events' z when the view holds ``min_events`` or more, else the scan's."""
-    z = events["z_um"].astype(np.float64)
-    face = np.full(len(z), z.quantile(0.99))
-    if "view" in events:
-        per_view = z.groupby(events["view"])
-        faces = per_view.quantile(0.99).where(per_view.size() >= min_events)
-        face = events["view"].map(faces).fillna(face[0] if len(face) else 0.0).to_numpy()
-    return np.maximum(face - z.to_numpy(), 0.0).astype(np.float32)
 
 
 def camera_max(folder) -> float:

@@ -243,7 +243,7 @@ def artefact_audit(stats: pd.DataFrame, aucs: pd.DataFrame, limit: float = 0.55)
     for sample, group in stats.groupby("sample", sort=False, observed=True):
         ax0.hist(group[col], bins=edges, histtype="step", density=True, color=SAMPLE_COLOURS.get(str(sample)),
                  label=str(sample))
-    ax0.set_xlabel("border-ring noise after preprocessing [ADU]")
+    ax0.set_xlabel("camera noise in the outer 3-px ring (neighbour differences) [ADU]")
     ax0.set_ylabel("events (normalised)")
     ax0.legend()
     y = np.arange(len(aucs))

@@ -46,7 +46,8 @@ RunHeader without the fallback options, or a frame buffer of the wrong size rais
 Events table: ``event_id`` (0..N-1 in grain-list order), ``view`` (HeaderID), ``view_id``,
 ``area_id`` (``hd.aid``), ``grain_id``, ``grain_line`` (1-based line of the grain list),
 ``tr_flag`` (-999 when the list has none), ``x_um``, ``y_um`` (stage: ``hd.x + gr.x``,
-``hd.y + gr.y``), ``z_um`` (``gr.z``: depth in the view frame), ``view_density`` (grains of the
+``hd.y + gr.y``), ``z_um`` (``gr.z``: depth in the view frame), ``depth_um`` (imaging depth below
+the face, located per view from the surface nanoparticles: :mod:`emulsion_core.measure.depth`), ``view_density`` (grains of the
 view with flags 0, i.e. ``gr`` entries not from merged or extra images), ``crop_col0``,
 ``crop_row0`` (camera pixel of the window's first column and row) and the cluster features of
 :func:`emulsion_core.measure.features.cluster_features` measured on the crops (the trees' cluster
@@ -66,11 +67,12 @@ import pandas as pd
 from tqdm import tqdm
 
 from emulsion_core.formats import rootio
+from emulsion_core.measure import depth
 from emulsion_core.measure.features import cluster_features
 from emulsion_core.config.samples import ENERGY_KEV, POLARISATIONS_DEG, ROTATED_SCANS, SAMPLES, SCANS, SIGNAL_SAMPLES
 from emulsion_core.formats.hdf5 import FORMAT_VERSION, DataFormatError, ScanWriter
 
-CONVERTER_VERSION = "1"
+CONVERTER_VERSION = "2"  # 2: writes depth_um (issue 17)
 CROP_PX = 40
 N_POL = 8
 NO_TR_FLAG = -999
@@ -348,6 +350,7 @@ def convert_run(root_path, grains_path, output, sample: str, scan: str, *, rotat
     if not len(events):
         raise DataFormatError(grains_path, "grains", f"no grain line could be converted (skipped: {counts})")
     events.insert(0, "event_id", np.arange(len(events), dtype=np.int64))
+    events["depth_um"] = depth.imaging_depth_from_z(events)  # below the face located per view
     _write(output, events, entries, frames, root_path, geometry, attrs, progress)
     result = ConvertResult(output, len(events), len(grains), counts, skips.reset_index(drop=True), geometry, attrs)
     log(result.summary())
@@ -360,7 +363,7 @@ def _write(output, events, entries, frames, path, geometry, attrs, progress) -> 
     meta = rootio.read_leaves(frames, "fr", ("cols", "rows"), path)
     types = {"view": np.int32, "view_id": np.int32, "area_id": np.int32, "grain_id": np.int32,
              "grain_line": np.int32, "tr_flag": np.int32, "x_um": np.float32, "y_um": np.float32,
-             "z_um": np.float32, "view_density": np.int32, "crop_col0": np.int32, "crop_row0": np.int32}
+             "z_um": np.float32, "depth_um": np.float32, "view_density": np.int32, "crop_col0": np.int32, "crop_row0": np.int32}
     events = events.astype(types)
     with ScanWriter(output, n, (N_POL, CROP_PX, CROP_PX), np.uint8, attrs) as writer, \
             tqdm(total=n, unit="event", desc=f"convert {path.name}", disable=not progress) as bar:

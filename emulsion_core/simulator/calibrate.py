@@ -232,6 +232,18 @@ def calibrate(n_calls: int = 30, n_clean: int = 3000, seed: int = 2021, checkpoi
     return best_cfg, barshift_summary(best_cfg, n_clean, seed), table
 
 
+def profile_scan(name: str, values, cfg: SimulatorConfig | None = None, n_clean: int = 2000,
+                 seed: int = 2021) -> pd.DataFrame:
+    """chi2 and every target's pull along one parameter ``name`` (``"section.field"``), the others
+    held at ``cfg``'s: how well the targets constrain it, and where a fit stopped on a flat valley."""
+    cfg = cfg or SimulatorConfig()
+    rows = []
+    for v in values:
+        summary = barshift_summary(with_noise_residual(with_parameters(cfg, {name: float(v)})), n_clean, seed)
+        rows.append({name: float(v), "chi2": summary.chi2(), **summary.residuals()["pull"].add_prefix("pull ").to_dict()})
+    return pd.DataFrame(rows).set_index(name)
+
+
 def dataset_residuals(table: pd.DataFrame, cfg: SimulatorConfig) -> pd.DataFrame:
     """Calibration residuals measured on a dataset's clean validation events (``table``: the
     conventional variables with ``sample`` and ``split``), one row per target."""

@@ -26,6 +26,8 @@ RESULTS = {
     "scores": ("newsnet/scores.csv", "04", "ensemble log-odds per validation and test event"),
     "member_logits": ("newsnet/member_logits.npy", "04", "(members, events, classes) logits"),
     "architectures": ("newsnet/architectures.json", "04", "the architecture table's trained rows"),
+    "variant_networks": ("newsnet/variants", "04", "the table's NEWSnet variants as .keras files (depth-matched: "
+                         "what scores scans without depth effects)"),
 }
 # figure name (PNG and PDF under figures/<profile>/): the notebook that draws it
 FIGURES = {
