@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from emulsion_core.networks.models import (
     PAPER_CLASSES, ClassListError, CombinedLoss, check_output, keras, newsnet, signal_indices)
 from emulsion_core.networks.sequences import (  # noqa: F401  (sequences.EventSequence, sequences.ScanSequence)
     CLASS_BALANCES, EventSequence, ScanSequence, _check_balance, class_weights, oversampled)
-from emulsion_core.storage import atomic
+from emulsion_core.storage import atomic, locks
 
 NETWORK_FILE = "network.json"  # beside a fit's epochs: its class list and, once finished, its last epoch
 
@@ -235,6 +236,38 @@ def _members(workdir: Path, last: int, ensemble: int) -> list:
     return [workdir / f"epoch_{e:03d}.keras" for e in range(max(1, last - ensemble + 1), last + 1)] if ensemble else []
 
 
+class BackupWithRandomState(keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore, which keeps the weights and the optimiser but not the random state
+    of the dropout layers (their seed generators are not saved with the weights, Keras 3.15), plus
+    that state: written for every backed-up epoch (``seed_generators_<epoch>.npz``, before the
+    weights) and restored with the epoch the fit resumes at, so a fit killed anywhere and resumed
+    draws the dropout masks an unbroken fit would."""
+
+    def _seed_states(self) -> list:
+        return [v for v in self.model.variables if "seed_generator_state" in v.path]
+
+    def _seed_file(self, epoch: int) -> Path:
+        return Path(self.backup_dir) / f"seed_generators_{int(epoch):03d}.npz"
+
+    def _save_model(self):
+        path = self._seed_file(self._current_epoch)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.stem + ".tmp.npz")
+        np.savez(tmp, *[keras.ops.convert_to_numpy(v) for v in self._seed_states()])
+        os.replace(tmp, path)
+        super()._save_model()
+
+    def _load_model(self):
+        super()._load_model()
+        meta = Path(self.backup_dir) / "training_metadata.json"
+        if meta.exists():
+            path = self._seed_file(json.loads(meta.read_text())["epoch"])
+            if path.exists():
+                with np.load(path) as saved:
+                    for i, v in enumerate(self._seed_states()):
+                        v.assign(saved[f"arr_{i}"])
+
+
 def fit(params: dict, train, validation, epochs: int, workdir, width_scale=1.0, ensemble: int = 0,
         verbose: int = 0, classes=None, early_stopping: dict | None = None):
     """Train, writing ``epoch_NNN.keras`` after every epoch into ``workdir``; an interrupted fit
@@ -247,9 +280,17 @@ def fit(params: dict, train, validation, epochs: int, workdir, width_scale=1.0, 
     early_stopping : {"smoothing", "patience"} (:func:`stop_epoch`; needs ``validation``; never
     before the ensemble's epochs exist). The last epoch trained is recorded in ``network.json``.
     Returns (model, history DataFrame, ensemble member paths: the last ``ensemble`` epochs up to
-    the last epoch trained)."""
+    the last epoch trained). One process at a time fits in ``workdir`` (:mod:`locks`): a second waits
+    and then reads the finished fit back.
+    """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    with locks.exclusive(workdir, f"the fit in {workdir}"):
+        return _fit(params, train, validation, epochs, workdir, width_scale, ensemble, verbose, classes,
+                    early_stopping)
+
+
+def _fit(params, train, validation, epochs, workdir: Path, width_scale, ensemble, verbose, classes, early_stopping):
     classes = class_list(params, classes)
     check_classes(workdir, classes)
     es = dict(early_stopping or {})
@@ -278,7 +319,7 @@ def fit(params: dict, train, validation, epochs: int, workdir, width_scale=1.0, 
         batchnorm.Recalibration(train, validation),  # before the callbacks that save or log the epoch
         SmoothedEarlyStopping(workdir / "history.csv", smoothing, patience, min_epochs=ensemble),
         keras.callbacks.ModelCheckpoint(str(workdir / "epoch_{epoch:03d}.keras")),
-        keras.callbacks.BackupAndRestore(str(backup)),
+        BackupWithRandomState(str(backup)),
         keras.callbacks.CSVLogger(str(workdir / "history.csv"), append=True),
     ]
     meta = backup / "training_metadata.json"

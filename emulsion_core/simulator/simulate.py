@@ -24,7 +24,7 @@ from tqdm import tqdm  # text bar: works in terminals and notebooks, no ipywidge
 
 from emulsion_core.simulator import grains as gr
 from emulsion_core.formats import ownership
-from emulsion_core.storage import provenance
+from emulsion_core.storage import locks, provenance
 from emulsion_core.simulator.acquisition import Acquisition
 from emulsion_core.simulator.layout import ScanLayout, rotation_of, scan_layout, stream_seed
 from emulsion_core.measure.features import cluster_features
@@ -258,8 +258,16 @@ def simulate_dataset(dataset_dir, events: dict, seed: int, samples=SAMPLES, cfg:
     workers : processes rendering blocks in parallel (default: the usable CPU cores; 1 = none).
     Returns the path of ``splits.csv``.
     """
-    cfg = cfg or SimulatorConfig()
     dataset_dir = Path(dataset_dir)
+    # one process at a time: a second (another notebook, a Dask worker) waits, then finds the
+    # scans recorded and keeps them, instead of taking the first one's temporaries for leftovers
+    with locks.exclusive(dataset_dir, f"the dataset {dataset_dir}"):
+        return _simulate_dataset(dataset_dir, events, seed, samples, cfg or SimulatorConfig(), validation_fraction,
+                                 block_size, progress, workers)
+
+
+def _simulate_dataset(dataset_dir: Path, events, seed, samples, cfg, validation_fraction, block_size, progress,
+                      workers) -> Path:
     todo = [(s, sc, int(events[s][sc])) for s in samples for sc in SCAN_ORDER if events[s].get(sc, 0) > 0]
     manifest = ownership.claim(dataset_dir, [scan_path(dataset_dir, s, sc).name for s, sc, _ in todo])
     keys = {t: scan_key(*t, seed, cfg) for t in todo}
