@@ -12,11 +12,9 @@ def _simulate(args) -> int:
     from emulsion_core.data import dataset
     from emulsion_core.config import profiles
     profile = profiles.resolve(args.profile, args.seed)  # another seed: the <dataset>-seed<N> folder
-    from emulsion_core.simulator.simulate import simulate_dataset
+    from emulsion_core.app import prepare
     folder = dataset.dataset_dir(profile)
-    splits = simulate_dataset(folder, profile.events, profile.seed, profile.samples, profile.simulator_config(),
-                              validation_fraction=profile.validation_fraction, block_size=profile.block_size,
-                              workers=args.workers)
+    splits = prepare.simulate(profile, workers=args.workers, cluster=args.cluster)
     print(f"dataset {profile.dataset}: {folder} ({splits.name} written)")
     return 0
 
@@ -138,6 +136,9 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--profile", default="default", help="profile name or YAML path (default: default)")
         s.add_argument("--seed", type=int, default=None, help="override the profile's seed")
         s.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+        s.add_argument("--cluster", default=None, help="where the simulation runs: none (this machine), local:N (a Dask "
+                                                       "LocalCluster of N workers), tcp://host:port, slurm or htcondor "
+                                                       "(the profile's cluster.jobqueue); default the profile's cluster.where")
         s.set_defaults(func=func)
     i = sub.add_parser("info", help="validate scan files (attributes, events, every image) and print their attributes")
     i.add_argument("files", nargs="+")

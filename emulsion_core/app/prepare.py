@@ -17,7 +17,25 @@ from emulsion_core.formats import ownership
 from emulsion_core.simulator.simulate import simulate_dataset
 
 
-def ensure_dataset(profile: Profile, cfg: SimulatorConfig | None = None, progress: bool = True) -> Path:
+def simulate(profile: Profile, cfg: SimulatorConfig | None = None, progress: bool = True, workers: int | None = None,
+             cluster: str | None = None, log=print) -> Path:
+    """Simulate the profile's dataset (missing or stale scans only) on this machine or, when a
+    cluster is named (``cluster``, else the profile's ``cluster.where``; :mod:`emulsion_core.app.cluster`),
+    with its scan blocks rendered on the cluster's workers: the same files either way. Returns
+    the path of ``splits.csv``."""
+    from emulsion_core.app import cluster as clusters
+    cfg = cfg if cfg is not None else profile.simulator_config()
+    args = (dataset_dir(profile), profile.events, profile.seed, profile.samples, cfg, profile.validation_fraction,
+            profile.block_size)
+    with clusters.connect(profile, cluster) as (client, line):
+        if client is None:
+            return simulate_dataset(*args, progress=progress, workers=workers)
+        log(line)
+        return simulate_dataset(*args, progress=progress, executor=client.get_executor())
+
+
+def ensure_dataset(profile: Profile, cfg: SimulatorConfig | None = None, progress: bool = True,
+                   cluster: str | None = None) -> Path:
     """The profile's dataset folder, ready to analyse; returns it.
 
     - missing, empty or the simulator's own: simulated where scans are missing or stale (scans
@@ -27,11 +45,10 @@ def ensure_dataset(profile: Profile, cfg: SimulatorConfig | None = None, progres
       every scan file is checked as ``info`` checks it (cached) and a missing ``splits.csv`` is
       made by the rule of :mod:`emulsion_core.formats.splits`;
     - both: :class:`ownership.ForeignFilesError` naming the files the simulator did not write.
+    cluster : where the simulation runs (:func:`simulate`).
     """
     folder = dataset_dir(profile)
     if ownership.inspect(folder).given:
         return dataset.require(profile)
-    cfg = cfg if cfg is not None else profile.simulator_config()
-    simulate_dataset(folder, profile.events, profile.seed, profile.samples, cfg,
-                     profile.validation_fraction, profile.block_size, progress=progress)
+    simulate(profile, cfg, progress, cluster=cluster)
     return folder

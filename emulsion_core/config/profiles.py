@@ -50,6 +50,7 @@ class Profile:
     training: dict = None
     simulation: dict = None  # per_sample_conditions (bool), contamination {sample: {train, test}}
     architectures: dict = None  # budget {epochs, train_fraction}, newsnet [{width_scale, n_identity}], compact [names]
+    cluster: dict = None  # where work runs: {where, jobqueue} (emulsion_core.app.cluster)
 
     def simulator_config(self):
         """The simulator configuration this profile asks for (defaults + its ``simulation`` section)."""
@@ -67,7 +68,7 @@ class Profile:
 
 
 _KEYS = {"profile", "seed", "dataset", "samples", "events", "validation_fraction", "block_size", "description",
-         "network", "search", "training", "simulation", "architectures"}
+         "network", "search", "training", "simulation", "architectures", "cluster"}
 # NEWSnet sections: key -> (type, minimum, maximum, default); search.dimensions (a list) is checked by _dimensions
 _SECTIONS = {
     "network": {"width_scale": (float, 0.01, 1.0, 1.0), "batch_size": (int, 8, 4096, 256)},
@@ -272,6 +273,37 @@ def _bulk_events(source, per, samples, events) -> None:
         events[s][BULK_SCAN] = _int(source, f"events.test_bulk.{s}", n, minimum=1)
 
 
+CLUSTER_WHERE = "none, local:N, a scheduler address (tcp://host:port), slurm or htcondor"
+JOBQUEUE = {"queue": str, "account": str, "cores": int, "processes": int, "memory": str, "gpus": int,
+            "walltime": str, "python": str, "log_directory": str, "jobs": int}
+
+
+def _cluster(source, raw) -> dict:
+    """The ``cluster`` section: ``where`` (:data:`CLUSTER_WHERE`; default none, one machine) and, for
+    slurm or htcondor, ``jobqueue`` ({queue, account, cores, processes, memory, gpus, walltime,
+    python, log_directory, jobs}: what one batch job asks for and how many to start)."""
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        _fail(source, "cluster", "expected a mapping with where (and jobqueue)")
+    for key in raw:
+        if key not in ("where", "jobqueue"):
+            _fail(source, f"cluster.{key}", "unknown key (known: where, jobqueue)")
+    where = str(raw.get("where", "none"))
+    if not (where in ("none", "slurm", "htcondor") or where.startswith(("local:", "tcp://", "tls://"))):
+        _fail(source, "cluster.where", f"expected {CLUSTER_WHERE}, got {where!r}")
+    jq = raw.get("jobqueue") or {}
+    if not isinstance(jq, dict):
+        _fail(source, "cluster.jobqueue", "expected a mapping")
+    for key, value in jq.items():
+        if key not in JOBQUEUE:
+            _fail(source, f"cluster.jobqueue.{key}", f"unknown key (known: {', '.join(JOBQUEUE)})")
+        if JOBQUEUE[key] is int:
+            _int(source, f"cluster.jobqueue.{key}", value, minimum=0 if key == "gpus" else 1)
+        elif not isinstance(value, str):
+            _fail(source, f"cluster.jobqueue.{key}", f"expected text, got {value!r}")
+    return {"where": where, "jobqueue": dict(jq)}
+
+
 def load(name_or_path) -> Profile:
     """Load a profile by name (``smoke``) or path to a YAML file, validating every key."""
     path = Path(name_or_path)
@@ -339,7 +371,8 @@ def from_dict(raw: dict, source: str = "<dict>") -> Profile:
                    search=_section(source, "search", raw.get("search")),
                    training=_section(source, "training", raw.get("training")),
                    simulation=_simulation(source, raw.get("simulation")),
-                   architectures=_architectures(source, raw.get("architectures")))
+                   architectures=_architectures(source, raw.get("architectures")),
+                   cluster=_cluster(source, raw.get("cluster")))
 
 
 def resolve(profile: str, seed: int | None = None) -> Profile:

@@ -247,7 +247,7 @@ def _is_complete(path: Path, sample: str, scan: str, n_events: int, seed: int, c
 
 def simulate_dataset(dataset_dir, events: dict, seed: int, samples=SAMPLES, cfg: SimulatorConfig | None = None,
                      validation_fraction: float = 0.4, block_size: int = 1024, progress: bool = True,
-                     workers: int | None = None) -> Path:
+                     workers: int | None = None, executor: Executor | None = None) -> Path:
     """Simulate every scan of every sample into ``dataset_dir`` and write ``splits.csv``.
 
     events : {sample: {scan: n_raw_events}} for the scans in SCAN_ORDER. A scan file already
@@ -255,7 +255,9 @@ def simulate_dataset(dataset_dir, events: dict, seed: int, samples=SAMPLES, cfg:
     size and simulator code, :func:`scan_key`), is kept (resume after an interruption).
     The folder must be empty or hold only the simulator's own files (:mod:`ownership`);
     otherwise :class:`ownership.ForeignFilesError` names the others and nothing is written.
-    workers : processes rendering blocks in parallel (default: the usable CPU cores; 1 = none).
+    workers : processes rendering blocks in parallel (default: the usable CPU cores; 1 = none);
+    executor : a ``concurrent.futures`` executor to render the blocks in instead (a Dask cluster's,
+    ``client.get_executor()``): the files are the same whatever renders them.
     Returns the path of ``splits.csv``.
     """
     dataset_dir = Path(dataset_dir)
@@ -263,19 +265,19 @@ def simulate_dataset(dataset_dir, events: dict, seed: int, samples=SAMPLES, cfg:
     # scans recorded and keeps them, instead of taking the first one's temporaries for leftovers
     with locks.exclusive(dataset_dir, f"the dataset {dataset_dir}"):
         return _simulate_dataset(dataset_dir, events, seed, samples, cfg or SimulatorConfig(), validation_fraction,
-                                 block_size, progress, workers)
+                                 block_size, progress, workers, executor)
 
 
 def _simulate_dataset(dataset_dir: Path, events, seed, samples, cfg, validation_fraction, block_size, progress,
-                      workers) -> Path:
+                      workers, given=None) -> Path:
     todo = [(s, sc, int(events[s][sc])) for s in samples for sc in SCAN_ORDER if events[s].get(sc, 0) > 0]
     manifest = ownership.claim(dataset_dir, [scan_path(dataset_dir, s, sc).name for s, sc, _ in todo])
     keys = {t: scan_key(*t, seed, cfg) for t in todo}
     missing = [t for t in todo if not _is_current(manifest, dataset_dir, t, keys[t], seed, cfg)]
     workers = default_workers() if workers is None else workers
     total = sum(n for *_, n in todo)
-    executor = None
-    if workers > 1 and sum(n for *_, n in missing) > 2 * block_size:
+    executor = given
+    if given is None and workers > 1 and sum(n for *_, n in missing) > 2 * block_size:
         # fork: no re-import of the caller's __main__ (scripts without a main guard work);
         # the workers never touch an open HDF5 file
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
@@ -292,7 +294,7 @@ def _simulate_dataset(dataset_dir: Path, events, seed, samples, cfg, validation_
                 simulate_scan(path, sample, scan, n, seed, cfg, block_size, progress=bar, executor=executor)
                 manifest.record_scan(path.name, seed, keys[(sample, scan, n)])
     finally:
-        if executor is not None:
+        if executor is not None and given is None:
             executor.shutdown()
     splits = write_splits(dataset_dir, todo, seed, validation_fraction)
     manifest.record_splits()

@@ -1,0 +1,74 @@
+"""Where work runs (issue 18): the profile's cluster section, the --cluster option, a rendered (never
+submitted) SLURM GPU job, and the simulation on a 2-worker Dask LocalCluster writing the same files
+as without one."""
+
+import hashlib
+
+import pytest
+import yaml
+
+from emulsion_core.app import cluster, prepare
+from emulsion_core.config import profiles
+from emulsion_core.config.profiles import ProfileError
+
+SMOKE = yaml.safe_load(profiles.PROFILE_DIR.joinpath("smoke.yaml").read_text())
+
+
+def _profile(section, **changes):
+    return profiles.from_dict({**SMOKE, **changes, "cluster": section})
+
+
+def test_the_cluster_section_is_validated():
+    assert _profile({}).cluster == {"where": "none", "jobqueue": {}}
+    assert _profile({"where": "local:2"}).cluster["where"] == "local:2"
+    with pytest.raises(ProfileError, match="cluster.where"):
+        _profile({"where": "kubernetes"})
+    with pytest.raises(ProfileError, match="cluster.jobqueue.gpu"):
+        _profile({"where": "slurm", "jobqueue": {"gpu": 1}})
+    with pytest.raises(ProfileError, match="cluster.jobqueue.cores"):
+        _profile({"where": "slurm", "jobqueue": {"cores": 0}})
+
+
+def test_the_option_wins_over_the_profile_and_bad_names_are_refused():
+    p = _profile({"where": "local:2"})
+    assert cluster.where(p) == "local:2" and cluster.where(p, "none") == "none"
+    assert cluster.where(None) == "none"
+    for bad in ("local:0", "local:x", "yarn"):
+        with pytest.raises(cluster.ClusterError, match=bad):
+            cluster.where(p, bad)
+
+
+def test_a_slurm_gpu_job_is_rendered_with_its_gpu_memory_and_walltime_lines():
+    p = _profile({"where": "slurm", "jobqueue": {"queue": "gpu", "cores": 8, "memory": "32GB", "gpus": 1,
+                                                 "walltime": "02:00:00", "python": "/opt/env/bin/python"}})
+    script = cluster.job_script(p).splitlines()
+    assert "#SBATCH --gres=gpu:1" in script and "#SBATCH -t 02:00:00" in script and "#SBATCH -p gpu" in script
+    assert "#SBATCH --mem=30G" in script  # 32 GB = 29.8 GiB, as dask-jobqueue writes it
+    worker = next(line for line in script if "dask_worker" in line)
+    assert worker.startswith("/opt/env/bin/python ") and "--resources GPU=1" in worker and "--nthreads 8" in worker
+
+
+def test_a_slurm_cpu_job_has_single_threaded_workers():
+    p = _profile({"where": "slurm", "jobqueue": {"cores": 4, "memory": "8GB", "walltime": "01:00:00"}})
+    script = cluster.job_script(p)
+    assert "--gres" not in script and "--nthreads 1" in script and "--nworkers 4" in script and "GPU" not in script
+
+
+def _digests(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_simulation_on_a_local_cluster_writes_the_same_files(tmp_path, monkeypatch):
+    events = {"rotated": {s: 600 for s in SMOKE["samples"]}, "test": {s: 700 for s in SMOKE["samples"]}}
+    p = _profile({}, events=events, block_size=256)
+    folders = {}
+    for where in ("none", "local:2"):
+        monkeypatch.setenv("EMULSION_DL_ROOT", str(tmp_path / where.replace(":", "_")))
+        lines = []
+        prepare.simulate(p, progress=False, workers=1, cluster=where, log=lines.append)
+        folders[where] = tmp_path / where.replace(":", "_") / "data" / p.dataset
+        assert (where == "none") == (not lines)
+        if lines:
+            assert lines[0].startswith("cluster: local:2 (2 workers now), dashboard http")
+    assert _digests(folders["local:2"]) == _digests(folders["none"])
