@@ -4,11 +4,13 @@
 # reports/<profile>/index.html.
 #
 #   ./run_all.sh [--profile smoke|default|paper|FILE.yaml] [--output DIR] [--notebooks 01,02]
-#                [--notebook-dir DIR]
+#                [--notebook-dir DIR] [--cluster none|local:N|tcp://HOST:PORT|slurm|htcondor]
 #
 # --output DIR puts data/, results/, figures/ and reports/ under DIR instead of this checkout.
 # --notebooks runs only the notebooks whose names start with one of the comma-separated prefixes.
 # --notebook-dir DIR runs the NN_*.ipynb of DIR instead of notebooks/ (the tests use it).
+# --cluster where the simulation and the search run (emulsion_core/app/cluster.py; default the profile's
+#   cluster.where, else none: this machine); local:N starts a Dask LocalCluster of N workers per step.
 # Every notebook gets the profile file itself (parameter `profile` = its absolute path).
 # A notebook whose kernel dies (a crash in native code) stops the run within seconds.
 # The first run creates .venv and installs the suite (scripts/bootstrap.sh).
@@ -24,11 +26,13 @@ while [ $# -gt 0 ]; do
         --profile=*) profile="${1#*=}"; shift ;;
         --output) output="$2"; shift 2 ;;
         --output=*) output="${1#*=}"; shift ;;
+        --cluster) export EMULSION_DL_CLUSTER="$2"; shift 2 ;;
+        --cluster=*) export EMULSION_DL_CLUSTER="${1#*=}"; shift ;;
         --notebooks) only="$2"; shift 2 ;;
         --notebooks=*) only="${1#*=}"; shift ;;
         --notebook-dir) notebooks_dir="$2"; shift 2 ;;
         --notebook-dir=*) notebooks_dir="${1#*=}"; shift ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         *) echo "run_all.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done

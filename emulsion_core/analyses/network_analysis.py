@@ -24,7 +24,7 @@ from emulsion_core.formats import hdf5
 from emulsion_core.networks import scoring, search, sequences, training
 from emulsion_core.networks.models import keras
 from emulsion_core.stats import metrics
-from emulsion_core.storage import provenance, results
+from emulsion_core.storage import paths, provenance, results
 
 
 def classes(profile: Profile) -> tuple:
@@ -94,28 +94,39 @@ def split_data(profile: Profile, split: str, fraction: float = 1.0, seed: int = 
     return rows, images, rows["sample"].astype(str).map(labels(profile)).to_numpy()
 
 
-def run_search(profile: Profile, progress: bool = True) -> pd.DataFrame:
-    """The profile's GP search (resumable): ``search.n_calls`` calls over ``search.dimensions``
-    (the rest at the paper's values), ``search.parallel`` points asked at once, then the best call
-    ``search.repeats`` more times with seeds ``profile.seed + 1000 r`` (another fold split and
-    initialisation, same training subset). Returns the history (:func:`search.run`)."""
+def run_search(profile: Profile, progress: bool = True, executor=None) -> pd.DataFrame:
+    """The profile's GP search (resumable, :func:`search.run`): ``search.n_calls`` calls over
+    ``search.dimensions``, ``search.parallel`` trials at once in ``search.mode``, then the best call
+    ``search.repeats`` more times (seeds ``profile.seed + 1000 r``); ``executor``: where trials run
+    (a Dask cluster's; its workers read the dataset, so folders must be shared). Returns the history."""
+    from functools import partial
     cfg = profile.search
-    names = classes(profile)
-    _, images, y = split_data(profile, "train", cfg["train_fraction"], profile.seed)
-    scale = camera_max(profile)
-    practice = {"classes": names, "class_balance": profile.training["class_balance"]}
-
-    def objective(params, replica=0):
-        # the network's classes and class balance travel with the parameters (training.build, fit_in_memory)
-        return search.cross_validated_auc({**params, **practice}, images, y, cfg["folds"], cfg["epochs"],
-                                          profile.network["width_scale"], profile.network["batch_size"],
-                                          search.replica_seed(profile.seed, replica), camera_max=scale, classes=names)
-
     checkpoint = results.path(profile.name, "search_history")
     resume_or_restart(checkpoint, search_stamp(profile), "the search history")
-    return search.run(objective, cfg["n_calls"], cfg["n_initial_points"], profile.seed, checkpoint, progress,
-                      dimensions=cfg["dimensions"], fixed=PAPER_PARAMETERS, batch_size=cfg["parallel"],
-                      repeats=cfg["repeats"])
+    return search.run(partial(search_objective, profile), cfg["n_calls"], cfg["n_initial_points"], profile.seed,
+                      checkpoint, progress, dimensions=cfg["dimensions"], fixed=PAPER_PARAMETERS,
+                      batch_size=cfg["parallel"], repeats=cfg["repeats"], mode=cfg.get("mode", "batch"),
+                      executor=executor)
+
+
+_SEARCH_DATA = {}  # per process (a cluster worker reads the training subset once)
+
+
+def search_objective(profile: Profile, params: dict, replica: int = 0) -> float:
+    """One search call: the cross-validated AUC of ``params`` on the profile's search subset of the
+    training split (read once per process), the network's classes and class balance added."""
+    cfg = profile.search
+    key = (profile.path, profile.name, profile.seed, str(paths.root()))
+    if key not in _SEARCH_DATA:
+        _, images, y = split_data(profile, "train", cfg["train_fraction"], profile.seed)
+        _SEARCH_DATA.clear()
+        _SEARCH_DATA[key] = (images, y, camera_max(profile))
+    images, y, scale = _SEARCH_DATA[key]
+    names = classes(profile)
+    practice = {"classes": names, "class_balance": profile.training["class_balance"]}
+    return search.cross_validated_auc({**params, **practice}, images, y, cfg["folds"], cfg["epochs"],
+                                      profile.network["width_scale"], profile.network["batch_size"],
+                                      search.replica_seed(profile.seed, replica), camera_max=scale, classes=names)
 
 
 def chosen_parameters(profile: Profile) -> tuple[dict, str]:

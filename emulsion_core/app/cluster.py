@@ -18,6 +18,7 @@ carry their own seeds, so the scan files are identical whatever the workers).
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 
 from emulsion_core.config.profiles import CLUSTER_WHERE, Profile
@@ -27,9 +28,14 @@ class ClusterError(ValueError):
     """A cluster description that cannot be used (the message says which field)."""
 
 
+ENVIRONMENT = "EMULSION_DL_CLUSTER"  # what run_all.sh --cluster sets for the notebooks
+
+
 def where(profile: Profile | None, option: str | None = None) -> str:
-    """The cluster the run uses: ``option`` (the command line) else the profile's, else none."""
-    chosen = option or ((profile.cluster or {}).get("where") if profile is not None else None) or "none"
+    """The cluster the run uses: ``option`` (the command line), else ``$EMULSION_DL_CLUSTER``
+    (``run_all.sh --cluster``), else the profile's ``cluster.where``, else none."""
+    chosen = (option or os.environ.get(ENVIRONMENT)
+              or ((profile.cluster or {}).get("where") if profile is not None else None) or "none")
     if not (chosen in ("none", "slurm", "htcondor") or chosen.startswith(("local:", "tcp://", "tls://"))):
         raise ClusterError(f"--cluster {chosen!r}: expected {CLUSTER_WHERE}")
     if chosen.startswith("local:"):
@@ -99,3 +105,8 @@ def connect(profile: Profile | None, option: str | None = None):
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def executor(client):
+    """The ``concurrent.futures`` executor of ``client`` (None: None, work runs here)."""
+    return None if client is None else client.get_executor()

@@ -40,7 +40,9 @@ def package_versions() -> dict:
 
 
 def write_index(profile: Profile, notebooks: list, durations: dict | None = None) -> Path:
-    """Write the index page listing the run's provenance and every report and figure."""
+    """Write the index page listing the run's provenance (where it ran: :mod:`cluster`) and every
+    report and figure."""
+    from emulsion_core.app import cluster
     folder = paths.reports_dir(profile.name)
     figures = sorted(paths.figures_dir(profile.name).glob("*.png"))
     durations = durations or {}
@@ -59,6 +61,7 @@ def write_index(profile: Profile, notebooks: list, durations: dict | None = None
 <tr><td>seed</td><td>{profile.seed}</td></tr><tr><td>dataset</td><td>{esc(profile.dataset)}</td></tr>
 <tr><td>git commit</td><td>{esc(git_commit())}</td></tr>
 <tr><td>TensorFlow</td><td>{esc(onednn_guard.describe())}</td></tr>
+<tr><td>cluster</td><td>{esc(cluster.where(profile))} (each notebook prints its cluster's dashboard address)</td></tr>
 <tr><td>written</td><td>{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}</td></tr></table>
 <h2>Notebooks</h2><table><tr><th>report</th><th>executed</th><th>run time (s)</th></tr>{rows}</table>
 <h2>Figures</h2><ul>{figs}</ul>

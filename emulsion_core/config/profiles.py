@@ -80,7 +80,8 @@ _SECTIONS = {
 
 
 # keys that are not single numbers, validated by _practice: the training practice (issue 10, item 6)
-_STRUCTURED = {"network": ("classes",), "training": ("class_balance", "early_stopping", "seeds")}
+_STRUCTURED = {"network": ("classes",), "training": ("class_balance", "early_stopping", "seeds"), "search": ("mode",)}
+SEARCH_MODES = ("batch", "async")  # emulsion_core.networks.search.run
 
 
 def _section(source, name, raw):
@@ -108,6 +109,9 @@ def _section(source, name, raw):
         out[key] = kind(value)
     if name == "search":
         out["dimensions"] = _dimensions(source, raw.get("dimensions"))
+        out["mode"] = raw.get("mode", "batch")
+        if out["mode"] not in SEARCH_MODES:
+            _fail(source, "search.mode", f"expected one of {', '.join(SEARCH_MODES)}, got {out['mode']!r}")
     if name == "training" and out["ensemble"] > out["epochs"]:
         _fail(source, "training.ensemble", "cannot exceed training.epochs")
     return out

@@ -19,11 +19,13 @@ that measure the noise floor of the AUC (:func:`noise_floor`).
 from __future__ import annotations
 
 import warnings
+from concurrent.futures import Executor, as_completed
 
 import numpy as np
 import pandas as pd
 
 from emulsion_core.config.paper import SEARCH_SPACE
+from emulsion_core.networks.trials import SerialExecutor, drive_async, drive_batch, trial
 from emulsion_core.storage import history as history_file
 
 SPACE = SEARCH_SPACE  # [P21] Appendix A ranges: name -> (kind, low, high, prior)
@@ -89,96 +91,112 @@ def _is_repeat(row) -> bool:
     return bool(row.get("repeat", False) == True)  # noqa: E712 (NaN and missing: a call)
 
 
-def _drive(opt, calls: list, total: int, batch_size: int, dims: list, evaluate=None, where: str = "") -> None:
-    """Ask ``opt`` for batches of ``batch_size`` points until ``total`` calls are told: the points
-    of ``calls`` (the history so far) are replayed, the others evaluated by ``evaluate(x, call,
-    batch)``, which appends their row to ``calls``. A replayed ask that does not give the saved point
-    (another scikit-optimize or scikit-learn) warns once; the saved point is told all the same."""
-    start, batch, faithful = 0, 0, True
-    while start < total:
-        size = min(batch_size, total - start)
-        if batch_size == 1:
-            xs = [opt.ask()]
-        else:
-            with warnings.catch_warnings():  # skopt's ask copies the optimizer, whose Sobol sampler
-                # draws (and discards) another set of initial points and warns about their number
-                warnings.filterwarnings("ignore", message="The balance properties of Sobol")
-                xs = opt.ask(n_points=size)
-        told = []
-        for j, x in enumerate(xs):
-            i = start + j
-            if i >= len(calls):
-                evaluate(x, i, batch)
-            saved = [calls[i][k] for k in dims]
-            if faithful and not np.allclose(np.asarray(x, float), np.asarray(saved, float), rtol=1e-12, atol=1e-15):
-                warnings.warn(f"the replay of the search history{where} does not ask call {i}'s point again "
-                              "(another scikit-optimize or scikit-learn?); its saved calls are kept and the "
-                              "search goes on from them, not exactly as an uninterrupted one would", stacklevel=3)
-                faithful = False
-            told.append(saved)
-        opt.tell(told, [-float(calls[start + j]["score"]) for j in range(size)])
-        start, batch = start + size, batch + 1
+MODES = ("batch", "async")
 
 
 def run(objective, n_calls: int, n_initial_points: int, seed: int, checkpoint=None, progress: bool = True, *,
-        dimensions=None, fixed=None, batch_size: int = 1, repeats: int = 0) -> pd.DataFrame:
+        dimensions=None, fixed=None, batch_size: int = 1, repeats: int = 0, mode: str = "batch",
+        executor: Executor | None = None) -> pd.DataFrame:
     """Maximise ``objective`` over the searched ``dimensions`` in ``n_calls`` calls, then evaluate
     the best call ``repeats`` more times; resumable from ``checkpoint`` (a JSON history).
 
     objective : ``objective(params) -> score`` to maximise (the cross-validated AUC), params a
         dict of every parameter of SPACE; with ``repeats`` it is also called as
         ``objective(params, replica=r)``, r = 1..repeats: the same point with another seed
-        (:func:`replica_seed`: another fold split and initialisation).
+        (:func:`replica_seed`: another fold split and initialisation). With an ``executor`` it
+        must pickle (a module-level function or a ``functools.partial`` of one).
     dimensions : names of SPACE to search (None: all); the others are held at ``fixed``
         (None: ``models.PAPER_PARAMETERS``).
-    batch_size : points asked of the optimizer at once (``ask(n_points=...)``, constant liar),
-        evaluated in order and told together. The history is still written after every call: a
-        search killed inside a batch asks that batch again on resumption (the same points) and
-        evaluates only the calls not yet saved.
-    Returns the history: one row per call (every parameter, ``score`` (AUC), ``call``, ``batch``,
-    ``repeat`` False), then one per repeat (``repeat`` True, ``replica`` r, ``call`` the call repeated).
+    batch_size : trials at once: points asked together (``batch``) or slots kept busy (``async``).
+    mode : ``batch``: ``ask(n_points=batch_size)`` (constant liar), the batch evaluated (in
+        parallel on an ``executor``) and told together: the same seed and batch size give the same
+        history, and a search killed anywhere resumes to the unbroken one's (worker and time
+        columns aside; a killed batch is asked again and only its unsaved calls evaluated).
+        ``async``: a slot is refilled as soon as a trial ends (:func:`drive_async`); the history
+        records the order trials finished in, replays exactly, and a resumed search repeats no
+        finished trial.
+    executor : where trials run (a Dask cluster's ``client.get_executor()``; a lost worker's
+        trial is retried on another by Dask); default: in turn, in this process.
+    Returns the history: one row per call (every parameter, ``score`` (AUC), ``call``, ``batch``
+    or ``asked_after``/``told``, ``worker``, ``start``, ``end``, ``repeat`` False), then one per
+    repeat (``repeat`` True, ``replica`` r, ``call`` the call repeated).
+    Long: the history is loaded, driven in either mode, repeated and saved in one place, so the
+    resume rules (what is replayed, what runs again) read top to bottom.
     """
+    from functools import partial
+
     from tqdm import tqdm
 
+    if mode not in MODES:
+        raise ValueError(f"search mode {mode!r}: expected one of {', '.join(MODES)}")
     dims = searched(dimensions)
     held = _fixed(fixed) if len(dims) < len(SPACE) else {}
+    executor = executor or SerialExecutor()
     rows = history_file.load(checkpoint)
-    calls = [r for r in rows if not _is_repeat(r)]
+    calls = {int(r["call"]): r for r in rows if not _is_repeat(r)}
     again = [r for r in rows if _is_repeat(r)]
-    bar = tqdm(total=max(n_calls, len(calls)) + repeats, initial=len(rows), desc="search",
+    finished = sum(1 for r in calls.values() if _finished(r))
+    bar = tqdm(total=max(n_calls, len(calls)) + repeats, initial=finished + len(again), desc="search",
                **({} if progress else {"disable": True}))
 
-    def save():
+    def save(step: bool = False):
         if checkpoint:
-            history_file.save(checkpoint, calls + again)
-        bar.update(1)
+            history_file.save(checkpoint, [calls[i] for i in sorted(calls)] + again)
+        bar.update(int(step))
 
-    def evaluate(x, call, batch):
-        params = as_params(x, dims, held)
-        row = {**params, "score": float(objective(params)), "call": call, "batch": batch, "repeat": False}
-        calls.append(row)
-        save()
+    def submit(x, replica=0):
+        return executor.submit(trial, objective, as_params(x, dims, held), replica)
 
-    _drive(optimizer(n_initial_points, seed, dims), calls, max(n_calls, len(calls)), int(batch_size), dims,
-           evaluate, f" {checkpoint}" if checkpoint else "")
-    if repeats and calls:
-        top = max(calls, key=lambda r: r["score"])  # the first of ties, as best()
+    def record(future, i, x, b):
+        calls[i] = {**as_params(x, dims, held), **future.result(), "call": i, "batch": b, "repeat": False}
+        save(step=True)
+
+    def launch(todo: dict):
+        futures = {}
+        for i, (x, b) in todo.items():
+            future = submit(x)
+            if future.done():  # run here (no cluster): saved before the next is evaluated
+                record(future, i, x, b)
+            else:
+                futures[future] = (i, x, b)
+        for future in as_completed(futures):
+            record(future, *futures[future])
+
+    total = max(n_calls, len(calls))
+    where = f" {checkpoint}" if checkpoint else ""
+    opt = optimizer(n_initial_points, seed, dims)
+    if mode == "batch":
+        drive_batch(opt, calls, total, int(batch_size), dims, launch, where)
+    else:
+        for r in calls.values():
+            r.setdefault("repeat", False)
+        drive_async(opt, calls, total, int(batch_size), dims, submit, partial(save, True),
+                     lambda x: as_params(x, dims, held), where)
+    done = [r for r in calls.values() if _finished(r)]
+    if repeats and done:
+        top = max(sorted(done, key=lambda r: r["call"]), key=lambda r: r["score"])  # the first of ties, as best()
         params = _typed(top)
-        done = {int(r["replica"]) for r in again if r["call"] == top["call"]}
-        for r in range(1, repeats + 1):
-            if r not in done:
-                again.append({**params, "score": float(objective(dict(params), replica=r)), "call": top["call"],
-                              "repeat": True, "replica": r})
-                save()
+        have = {int(r["replica"]) for r in again if r["call"] == top["call"]}
+        futures = {executor.submit(trial, objective, dict(params), r): r for r in range(1, repeats + 1) if r not in have}
+        for future in as_completed(futures):
+            again.append({**params, **future.result(), "call": top["call"], "repeat": True,
+                          "replica": futures[future]})
+            save(step=True)
+        again.sort(key=lambda r: (r["call"], int(r["replica"])))
+        save()
     bar.close()
-    return pd.DataFrame(calls + again)
+    return pd.DataFrame([calls[i] for i in sorted(calls)] + again)
+
+
+def _finished(row) -> bool:
+    return row.get("score") is not None and np.isfinite(float(row["score"]))
 
 
 def calls_of(history: pd.DataFrame) -> pd.DataFrame:
-    """The search's own calls (the rows not flagged ``repeat``)."""
-    if "repeat" not in history:
-        return history
-    return history[~history["repeat"].eq(True)]
+    """The search's own finished calls (the rows not flagged ``repeat``, with a score: an async
+    history also lists the calls still running when it was saved)."""
+    calls = history if "repeat" not in history else history[~history["repeat"].eq(True)]
+    return calls[pd.to_numeric(calls["score"], errors="coerce").notna()]
 
 
 def best(history: pd.DataFrame) -> dict:
@@ -263,11 +281,19 @@ def cross_validated_auc(params: dict, images: np.ndarray, labels: np.ndarray, fo
 
 def result(history: pd.DataFrame, n_initial_points: int, seed: int, dimensions=None, batch_size: int = 1):
     """The scikit-optimize result of a finished search (its calls replayed, as :func:`run` asked
-    them; repeats left out), over the searched dimensions, for skopt's plots."""
+    them; repeats left out), over the searched dimensions, for skopt's plots. An async history is
+    told in the order its trials finished."""
     dims = searched(dimensions)
-    calls = [_typed(r) | {"score": float(r["score"])} for r in calls_of(history).to_dict("records")]
+    rows = calls_of(history)
     opt = optimizer(n_initial_points, seed, dims)
-    _drive(opt, calls, len(calls), int(batch_size), dims)
+    if "told" in rows and rows["told"].notna().any():
+        rows = rows.sort_values("told")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The balance properties of Sobol")
+            opt.tell([[_typed(r)[k] for k in dims] for r in rows.to_dict("records")], (-rows["score"].astype(float)).tolist())
+        return opt.get_result()
+    calls = {int(r["call"]): _typed(r) | {"score": float(r["score"])} for r in rows.to_dict("records")}
+    drive_batch(opt, calls, len(calls), int(batch_size), dims)
     return opt.get_result()
 
 
