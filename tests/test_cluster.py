@@ -72,3 +72,29 @@ def test_simulation_on_a_local_cluster_writes_the_same_files(tmp_path, monkeypat
         if lines:
             assert lines[0].startswith("cluster: local:2 (2 workers now), dashboard http")
     assert _digests(folders["local:2"]) == _digests(folders["none"])
+
+
+@pytest.mark.slow
+def test_parallel_predict_equals_serial_predict_bit_for_bit(tmp_path):
+    from distributed import Client, LocalCluster
+
+    from emulsion_core.networks import models
+    from emulsion_core.networks.predict import predict_files
+    from emulsion_core.simulator.simulate import simulate_scan
+    model = tmp_path / "tiny.keras"
+    net = models.compact_3d(filters=(4, 8))
+    net.compile(optimizer="adam", loss=models.CombinedLoss(0.5))
+    net.save(model)
+    files = [simulate_scan(tmp_path / f"{s}_test.h5", s, "test", n, seed=2) for s, n in
+             (("C30keV", 300), ("fog", 200), ("C100keV", 250))]
+    bad = tmp_path / "broken.h5"
+    bad.write_text("not hdf5")
+    inputs = [files[0], bad, files[1], files[2]]
+    predict_files([model], inputs, tmp_path / "serial.csv", on_error="skip", progress=False)
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as lc, Client(lc) as client:
+        result = predict_files([model], inputs, tmp_path / "parallel.csv", on_error="skip",
+                               executor=client.get_executor())
+        workers = client.run(lambda: __import__("os").getpid())
+    assert result == {"scored": 750, "failed": [str(bad)]} and len(workers) == 2
+    assert (tmp_path / "parallel.csv").read_bytes() == (tmp_path / "serial.csv").read_bytes()
+    assert not (tmp_path / "parallel.csv.shards").exists()

@@ -86,9 +86,14 @@ def _calibrate(args) -> int:
 
 
 def _predict(args) -> int:
+    from emulsion_core.app import cluster
     from emulsion_core.networks.predict import predict_files
-    result = predict_files(args.model, args.input, args.output, args.on_error, progress=True,
-                           classes=args.classes.split(",") if args.classes else None)
+    with cluster.connect(None, args.cluster) as (client, where):
+        if client is not None:
+            print(where)
+        result = predict_files(args.model, args.input, args.output, args.on_error, progress=client is None,
+                               classes=args.classes.split(",") if args.classes else None,
+                               executor=cluster.executor(client))
     print(f"scored {result['scored']} events into {args.output}")
     if result["failed"]:
         print(f"{len(result['failed'])} file(s) failed: {', '.join(result['failed'])}", file=sys.stderr)
@@ -165,6 +170,9 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--classes", default=None,
                     help="the networks' classes, comma-separated, e.g. C30keV,C100keV,fog (default: the network.json "
                          "the fit saved beside them; must agree with it)")
+    pr.add_argument("--cluster", default=None,
+                    help="score the files in parallel: local:N, tcp://host:port (one task per file, each worker "
+                         "loading the networks once; the same output as without); default here, in turn")
     pr.set_defaults(func=_predict)
     from emulsion_core.config.samples import SAMPLES, SCANS
     cv = sub.add_parser("convert", help="convert a libDMRoot run (ROOT file, best-focus grain list) "

@@ -46,49 +46,79 @@ def model_classes(model_paths: list, models: list, classes=None) -> tuple:
     return tuple(classes)
 
 
-def predict_files(model_paths: list, inputs: list, output, on_error: str = "stop", block_size: int = 2048,
-                  batch_size: int = 256, progress: bool = True, classes=None) -> dict:
-    """Score ``inputs`` with the mean of ``model_paths``; returns {"scored": n, "failed": [files]}.
-    classes : the networks' class list (default: read beside them, :func:`model_classes`)."""
+_MODELS = {}  # per process: a cluster worker loads an ensemble once
+
+
+def load_models(model_paths: list) -> list:
+    """The networks of ``model_paths`` for inference, loaded once per process."""
+    from emulsion_core.networks import training
+    key = tuple(str(p) for p in model_paths)
+    if key not in _MODELS:
+        _MODELS.clear()
+        _MODELS[key] = [training.load_member(p) for p in model_paths]
+    return _MODELS[key]
+
+
+def score_file(model_paths: list, path, classes, block_size: int = 2048, batch_size: int = 256,
+               progress: bool = False) -> pd.DataFrame:
+    """Every event of the scan file ``path`` scored by the ensemble (the rows of :func:`predict_files`);
+    raises :class:`hdf5.DataFormatError` naming the file when it cannot be read."""
     from emulsion_core.data import preprocessing
-    from emulsion_core.networks import scoring, training
-    models = [training.load_member(p) for p in model_paths]
-    classes = model_classes(model_paths, models, classes)
-    columns = ["file", "event_id", "score", "score_std", "log_odds"] + [f"p_{c}" for c in classes]
-    output = Path(output)
+    from emulsion_core.networks import scoring
+    models = load_models(model_paths)
+    path = Path(path)
+    attrs = hdf5.read_attrs(path)
+    n = len(hdf5.read_events(path))
+    rows = []
+    with tqdm(total=n, unit="ev", desc=path.name, **({} if progress else {"disable": True})) as bar:
+        for images, events in hdf5.iter_scan_blocks(path, block_size):
+            images = preprocessing.standard_counts(images, attrs, source=str(path))
+            logits = scoring.predict_logits(models, images, batch_size, attrs["camera_max"])
+            probs = np.exp(scoring.log_probabilities(logits))
+            s = scoring.signal_probability(probs, classes)
+            mean = probs.mean(axis=0)
+            # log_odds: the ensemble score notebook 04's cut (newsnet_threshold.json) applies to
+            rows.append(pd.DataFrame({"file": str(path), "event_id": events["event_id"].to_numpy(),
+                                      "score": s.mean(axis=0), "score_std": s.std(axis=0),
+                                      "log_odds": scoring.ensemble_log_odds(logits, classes),
+                                      **{f"p_{c}": mean[:, i] for i, c in enumerate(classes)}}))
+            bar.update(len(images))
+    return pd.concat(rows, ignore_index=True)
+
+
+def _columns(classes) -> list:
+    return ["file", "event_id", "score", "score_std", "log_odds"] + [f"p_{c}" for c in classes]
+
+
+def _open_output(output: Path, classes) -> tuple[bool, set]:
+    """(header still to write, files already complete in ``output``); another class list refused."""
     output.parent.mkdir(parents=True, exist_ok=True)
-    header = not output.exists() or output.stat().st_size == 0
-    done = set()
-    if not header:  # resume: files already complete in the output are not scored again
-        prev = pd.read_csv(output)
-        if list(prev.columns) != columns:
-            raise ClassListError(f"{output} holds the columns {list(prev.columns)}, not those of networks with "
-                                 f"the classes {list(classes)}: write to another file")
-        done = set(prev["file"].unique())
+    if not output.exists() or output.stat().st_size == 0:
+        return True, set()
+    prev = pd.read_csv(output)
+    if list(prev.columns) != _columns(classes):
+        raise ClassListError(f"{output} holds the columns {list(prev.columns)}, not those of networks with "
+                             f"the classes {list(classes)}: write to another file")
+    return False, set(prev["file"].unique())
+
+
+def predict_files(model_paths: list, inputs: list, output, on_error: str = "stop", block_size: int = 2048,
+                  batch_size: int = 256, progress: bool = True, classes=None, executor=None) -> dict:
+    """Score ``inputs`` with the mean of ``model_paths``; returns {"scored": n, "failed": [files]}.
+    classes : the networks' class list (default: read beside them, :func:`model_classes`);
+    executor : score the files in parallel there (:func:`predict_sharded`), the same output."""
+    if executor is not None:
+        return predict_sharded(model_paths, inputs, output, executor, on_error, block_size, batch_size, classes)
+    classes = model_classes(model_paths, load_models(model_paths), classes)
+    output = Path(output)
+    header, done = _open_output(output, classes)
     total, failed = 0, []
     with open(output, "a", newline="") as out:
         for path in inputs:
-            path = Path(path)
             if str(path) in done:
                 continue
             try:
-                attrs = hdf5.read_attrs(path)
-                n = len(hdf5.read_events(path))
-                bar = tqdm(total=n, unit="ev", desc=path.name, **({} if progress else {"disable": True}))
-                rows = []
-                for images, events in hdf5.iter_scan_blocks(path, block_size):
-                    images = preprocessing.standard_counts(images, attrs, source=str(path))
-                    logits = scoring.predict_logits(models, images, batch_size, attrs["camera_max"])
-                    probs = np.exp(scoring.log_probabilities(logits))
-                    s = scoring.signal_probability(probs, classes)
-                    mean = probs.mean(axis=0)
-                    # log_odds: the ensemble score notebook 04's cut (newsnet_threshold.json) applies to
-                    rows.append(pd.DataFrame({"file": str(path), "event_id": events["event_id"].to_numpy(),
-                                              "score": s.mean(axis=0), "score_std": s.std(axis=0),
-                                              "log_odds": scoring.ensemble_log_odds(logits, classes),
-                                              **{f"p_{c}": mean[:, i] for i, c in enumerate(classes)}}))
-                    bar.update(len(images))
-                bar.close()
+                table = score_file(model_paths, path, classes, block_size, batch_size, progress)
             except hdf5.DataFormatError as err:
                 failed.append(str(path))
                 print(f"error: {err}", file=sys.stderr)
@@ -96,9 +126,61 @@ def predict_files(model_paths: list, inputs: list, output, on_error: str = "stop
                     break
                 continue
             # a file's rows are written together, so the output never holds half a file
-            table = pd.concat(rows, ignore_index=True)
-            table.to_csv(out, header=header, index=False, float_format="%.6g")
+            table.to_csv(out, header=header, index=False, float_format=FLOAT_FORMAT)
             out.flush()
             header = False
             total += len(table)
+    return {"scored": total, "failed": failed}
+
+
+FLOAT_FORMAT = "%.6g"
+
+
+def score_shard(model_paths: list, path, shard, classes, block_size: int, batch_size: int) -> dict:
+    """A cluster task: score one file into its ``shard`` CSV (rows only, written through a temporary
+    file); returns {"file", "rows"} or {"file", "error"}."""
+    from emulsion_core.storage import atomic
+    try:
+        table = score_file(model_paths, path, classes, block_size, batch_size)
+    except hdf5.DataFormatError as err:
+        return {"file": str(path), "error": str(err)}
+    atomic.write_text(shard, table.to_csv(header=False, index=False, float_format=FLOAT_FORMAT))
+    return {"file": str(path), "rows": len(table)}
+
+
+def predict_sharded(model_paths: list, inputs: list, output, executor, on_error: str = "stop",
+                    block_size: int = 2048, batch_size: int = 256, classes=None) -> dict:
+    """:func:`predict_files` with one task per file on ``executor`` (a Dask cluster's): each worker
+    loads the ensemble once from its ``.keras`` files and writes its file's shard
+    (``<output>.shards/NNNNN.csv``); the shards are appended to ``output`` in input order, so it
+    equals the serial output byte for byte. Resumable: a shard already written is not scored
+    again, a file already in ``output`` is skipped; the shards are removed once merged."""
+    classes = model_classes(model_paths, load_models(model_paths), classes)
+    output = Path(output)
+    header, done = _open_output(output, classes)
+    shards = output.with_name(output.name + ".shards")
+    shards.mkdir(parents=True, exist_ok=True)
+    todo = [(i, str(p)) for i, p in enumerate(inputs) if str(p) not in done]
+    shard = {i: shards / f"{i:05d}.csv" for i, _ in todo}
+    futures = {i: executor.submit(score_shard, list(map(str, model_paths)), p, shard[i], tuple(classes),
+                                  block_size, batch_size) for i, p in todo if not shard[i].exists()}
+    outcome = {i: (futures[i].result() if i in futures else {"file": p}) for i, p in todo}
+    total, failed = 0, []
+    with open(output, "a", newline="") as out:
+        if header:
+            out.write(",".join(_columns(classes)) + "\n")
+        for i, p in todo:
+            if "error" in outcome[i]:
+                failed.append(p)
+                print(f"error: {outcome[i]['error']}", file=sys.stderr)
+                if on_error == "stop":
+                    break
+                continue
+            text = shard[i].read_text()
+            out.write(text)
+            out.flush()
+            shard[i].unlink()  # merged; shards after a stop stay for the rerun
+            total += text.count("\n")
+    if not any(shards.iterdir()):
+        shards.rmdir()
     return {"scored": total, "failed": failed}
