@@ -22,6 +22,7 @@ classifiers of the images only).
 from __future__ import annotations
 
 import json
+from concurrent.futures import as_completed
 
 import numpy as np
 import pandas as pd
@@ -112,14 +113,15 @@ def table_path(profile: Profile):
     return results.path(profile.name, "architectures")
 
 
-def sweep(profile: Profile, params: dict, progress: bool = True, n_timing: int = 256) -> pd.DataFrame:
+def sweep(profile: Profile, params: dict, progress: bool = True, n_timing: int = 256, executor=None) -> pd.DataFrame:
     """Train and score every entry of :func:`configurations` (resumable); returns one row each:
     trainable parameters, MFLOPs per event, training and inference events/s on this machine,
     validation AUC (carbon vs fog) and the fog fraction at the 30 % C100keV validation cut.
 
     The compact nets and the depth-matched NEWSnet are also scored on the test splits (test_bulk
     included) and their Table 1 rows (the cut set on validation like every method's) written to
-    ``table1.csv``."""
+    ``table1.csv``. executor : train the rows on its workers at once (a Dask cluster's; each row
+    seeds its own fit, so its numbers are those of the serial table; its events/s are the worker's)."""
     from tqdm import tqdm
 
     from emulsion_core.analyses.network_analysis import classes, split_data
@@ -129,6 +131,12 @@ def sweep(profile: Profile, params: dict, progress: bool = True, n_timing: int =
     path = table_path(profile)
     done = _read(path)
     todo = [c for c in configurations(profile, params) if _digest(profile, params, c) not in done]
+    if executor is not None:
+        futures = {executor.submit(table_row, profile, params, c, n_timing): c for c in todo}
+        for future in tqdm(as_completed(futures), total=len(futures), desc="architectures", disable=not progress):
+            done[_digest(profile, params, futures[future])] = future.result()
+            _write(path, done)
+        todo = []
     if todo:
         train = split_data(profile, "train", profile.architectures["budget"]["train_fraction"], profile.seed)
     for config in tqdm(todo, desc="architectures", disable=not progress):
@@ -140,6 +148,16 @@ def sweep(profile: Profile, params: dict, progress: bool = True, n_timing: int =
     if trained:
         table1.record(pd.DataFrame(trained), profile)
     return pd.DataFrame([{k: v for k, v in r.items() if k != "table1"} for r in records]).set_index("architecture")
+
+
+def table_row(profile: Profile, params: dict, config: dict, n_timing: int = 256) -> dict:
+    """One row of the table trained where it runs (a cluster task): its training events read there."""
+    from emulsion_core.analyses.network_analysis import split_data
+    train = split_data(profile, "train", profile.architectures["budget"]["train_fraction"], profile.seed)
+    try:
+        return _train_and_score(profile, params, config, train, n_timing)
+    finally:
+        keras.backend.clear_session()
 
 
 def _train_and_score(profile: Profile, params: dict, config: dict, train: tuple, n_timing: int) -> dict:

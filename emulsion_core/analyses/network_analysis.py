@@ -2,10 +2,8 @@
 the cut at 30 % C100keV efficiency, Table 1 rows and the curves of paper Figure 4, the spread
 over repeated training seeds and the misclassified events.
 
-The network learns the profile's class list (``network.classes``, :func:`classes`); its score is
-the log-odds of the carbon classes against the background classes (``scoring``). Everything is
-written under ``results/<profile>/newsnet/`` and resumes from there: the search history after
-every call, the final fit every epoch, each extra seed's fit under ``seeds/seed<N>/``.
+The network learns ``network.classes``; its score is the log-odds of carbon against background
+(``scoring``). Everything resumes from ``results/<profile>/newsnet/`` (search history, fits).
 """
 
 from __future__ import annotations
@@ -301,29 +299,31 @@ def reduction_at_reference(table: pd.DataFrame, column: str = "score") -> dict:
     cut = table1.reference_cut(table, column)[0]
     return metrics.reduction_factor(table1.select(table, "fog", "validation")[column], cut)
 
-def seed_spread(profile: Profile, params: dict, cut: float | None = None, verbose: int = 0) -> pd.DataFrame:
-    """The final configuration trained with the profile's seed and with every extra seed of
-    ``training.seeds`` (each its own resumable fit, :func:`train_final`), each snapshot ensemble
-    scored on validation and cut at the SAME log-odds ``cut`` (default: the one notebook 04 saved,
-    ``newsnet_threshold.json``, set on the profile seed's ensemble at 30 % C100keV).
-
-    Returns one row per seed: ``seed``, ``last_epoch`` (early stopping), and per class of
-    :func:`table1_samples` the fraction of its validation events passing (carbon: efficiency;
-    fog, gamma: background fraction) and ``passed / total`` counts (``<sample> passed``)."""
-    names = classes(profile)
+def seed_spread(profile: Profile, params: dict, cut: float | None = None, verbose: int = 0,
+                executor=None) -> pd.DataFrame:
+    """The final configuration fitted with the profile's seed and each of ``training.seeds``
+    (:func:`train_final`, resumable; on ``executor``'s workers at once when given), each ensemble
+    cut at the SAME log-odds ``cut`` (default notebook 04's): one :func:`seed_row` per seed."""
     if cut is None:
         cut = json.loads(results.path(profile.name, "newsnet_threshold").read_text())["value"]
-    samples = table1_samples(names)
-    out = []
-    for seed in (profile.seed, *profile.training["seeds"]):
-        history, members = train_final(profile, params, verbose, seed=seed)
-        table, _ = score(profile, members, splits=("validation",), save=False)
-        r = table1.rows(table, "newsnet", "score", float(cut), splits=("validation",), samples=samples)
-        row = {"seed": int(seed), "last_epoch": int(history["epoch"].max()) + 1}
-        row.update({s: v for s, v in zip(r["sample"], r["value"])})
-        row.update({f"{s} passed": f"{k} / {n}" for s, k, n in zip(r["sample"], r["passed"], r["total"])})
-        out.append(row)
-    return pd.DataFrame(out)
+    seeds = (profile.seed, *profile.training["seeds"])
+    if executor is None:
+        return pd.DataFrame([seed_row(profile, params, s, float(cut), verbose) for s in seeds])
+    futures = [executor.submit(seed_row, profile, params, s, float(cut)) for s in seeds]
+    return pd.DataFrame([f.result() for f in futures])
+
+
+def seed_row(profile: Profile, params: dict, seed: int, cut: float, verbose: int = 0) -> dict:
+    """The fit of ``seed`` (trained or read back) cut at ``cut`` on validation: ``seed``, ``last_epoch``
+    and per class of :func:`table1_samples` the fraction passing and ``<sample> passed`` counts."""
+    samples = table1_samples(classes(profile))
+    history, members = train_final(profile, params, verbose, seed=seed)
+    table, _ = score(profile, members, splits=("validation",), save=False)
+    r = table1.rows(table, "newsnet", "score", cut, splits=("validation",), samples=samples)
+    row = {"seed": int(seed), "last_epoch": int(history["epoch"].max()) + 1}
+    row.update({s: v for s, v in zip(r["sample"], r["value"])})
+    row.update({f"{s} passed": f"{k} / {n}" for s, k, n in zip(r["sample"], r["passed"], r["total"])})
+    return row
 
 
 def spread_comparison(per_seed: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
