@@ -98,3 +98,9 @@ def test_parallel_predict_equals_serial_predict_bit_for_bit(tmp_path):
     assert result == {"scored": 750, "failed": [str(bad)]} and len(workers) == 2
     assert (tmp_path / "parallel.csv").read_bytes() == (tmp_path / "serial.csv").read_bytes()
     assert not (tmp_path / "parallel.csv.shards").exists()
+
+
+def test_more_than_one_gpu_per_job_is_refused():
+    p = _profile({"where": "slurm", "jobqueue": {"gpus": 2}})
+    with pytest.raises(cluster.ClusterError, match="one GPU per job"):
+        cluster.job_script(p)

@@ -51,6 +51,9 @@ def jobqueue_cluster(kind: str, jobqueue: dict):
     GPU with the abstract resource ``GPU=1`` (Dask does not know what a GPU is)."""
     jq = dict(jobqueue)
     gpus = int(jq.get("gpus", 0))
+    if gpus > 1:
+        raise ClusterError(f"cluster.jobqueue.gpus {gpus}: one GPU per job (the batch system then pins it); "
+                           f"set jobqueue.jobs to the number of GPUs instead")
     cores = int(jq.get("cores", max(gpus, 1) * 4))
     # CPU jobs: single-threaded workers (Keras predict is not thread-safe); GPU jobs: one worker
     # per GPU, its tasks one at a time through the GPU=1 resource
