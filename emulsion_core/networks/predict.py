@@ -59,13 +59,31 @@ def load_models(model_paths: list) -> list:
     return _MODELS[key]
 
 
+ENGINES = ("keras", "onnx")
+
+
+def _logits(model_paths, classes, images, batch_size, camera_max, engine):
+    """(M, N, C) logits of raw events by Keras (float64 last layer) or the exported ONNX graph."""
+    from emulsion_core.networks import scoring
+    if engine == "onnx":
+        from emulsion_core.data import preprocessing
+        from emulsion_core.networks import export
+        logits, _ = export.run(export.ensemble_session(model_paths, classes),
+                               preprocessing.preprocess(images, camera_max), min(batch_size, 64))
+        return logits.astype(np.float64)
+    return scoring.predict_logits(load_models(model_paths), images, batch_size, camera_max)
+
+
 def score_file(model_paths: list, path, classes, block_size: int = 2048, batch_size: int = 256,
-               progress: bool = False) -> pd.DataFrame:
-    """Every event of the scan file ``path`` scored by the ensemble (the rows of :func:`predict_files`);
-    raises :class:`hdf5.DataFormatError` naming the file when it cannot be read."""
+               progress: bool = False, engine: str = "keras") -> pd.DataFrame:
+    """Every event of the scan file ``path`` scored by the ensemble (the rows of :func:`predict_files`)
+    with ``engine`` (:data:`ENGINES`: Keras, or ONNX Runtime on the ensemble exported once per
+    machine; log-odds within 1e-4 of Keras'); raises :class:`hdf5.DataFormatError` naming the file
+    when it cannot be read."""
     from emulsion_core.data import preprocessing
     from emulsion_core.networks import scoring
-    models = load_models(model_paths)
+    if engine not in ENGINES:
+        raise ValueError(f"scoring engine {engine!r}: expected one of {', '.join(ENGINES)}")
     path = Path(path)
     attrs = hdf5.read_attrs(path)
     n = len(hdf5.read_events(path))
@@ -73,7 +91,7 @@ def score_file(model_paths: list, path, classes, block_size: int = 2048, batch_s
     with tqdm(total=n, unit="ev", desc=path.name, **({} if progress else {"disable": True})) as bar:
         for images, events in hdf5.iter_scan_blocks(path, block_size):
             images = preprocessing.standard_counts(images, attrs, source=str(path))
-            logits = scoring.predict_logits(models, images, batch_size, attrs["camera_max"])
+            logits = _logits(model_paths, classes, images, batch_size, attrs["camera_max"], engine)
             probs = np.exp(scoring.log_probabilities(logits))
             s = scoring.signal_probability(probs, classes)
             mean = probs.mean(axis=0)
@@ -103,12 +121,15 @@ def _open_output(output: Path, classes) -> tuple[bool, set]:
 
 
 def predict_files(model_paths: list, inputs: list, output, on_error: str = "stop", block_size: int = 2048,
-                  batch_size: int = 256, progress: bool = True, classes=None, executor=None) -> dict:
+                  batch_size: int = 256, progress: bool = True, classes=None, executor=None,
+                  engine: str = "keras") -> dict:
     """Score ``inputs`` with the mean of ``model_paths``; returns {"scored": n, "failed": [files]}.
     classes : the networks' class list (default: read beside them, :func:`model_classes`);
-    executor : score the files in parallel there (:func:`predict_sharded`), the same output."""
+    executor : score the files in parallel there (:func:`predict_sharded`), the same output;
+    engine : :data:`ENGINES` (:func:`score_file`)."""
     if executor is not None:
-        return predict_sharded(model_paths, inputs, output, executor, on_error, block_size, batch_size, classes)
+        return predict_sharded(model_paths, inputs, output, executor, on_error, block_size, batch_size, classes,
+                               engine)
     classes = model_classes(model_paths, load_models(model_paths), classes)
     output = Path(output)
     header, done = _open_output(output, classes)
@@ -118,7 +139,7 @@ def predict_files(model_paths: list, inputs: list, output, on_error: str = "stop
             if str(path) in done:
                 continue
             try:
-                table = score_file(model_paths, path, classes, block_size, batch_size, progress)
+                table = score_file(model_paths, path, classes, block_size, batch_size, progress, engine)
             except hdf5.DataFormatError as err:
                 failed.append(str(path))
                 print(f"error: {err}", file=sys.stderr)
@@ -136,12 +157,13 @@ def predict_files(model_paths: list, inputs: list, output, on_error: str = "stop
 FLOAT_FORMAT = "%.6g"
 
 
-def score_shard(model_paths: list, path, shard, classes, block_size: int, batch_size: int) -> dict:
+def score_shard(model_paths: list, path, shard, classes, block_size: int, batch_size: int,
+                engine: str = "keras") -> dict:
     """A cluster task: score one file into its ``shard`` CSV (rows only, written through a temporary
     file); returns {"file", "rows"} or {"file", "error"}."""
     from emulsion_core.storage import atomic
     try:
-        table = score_file(model_paths, path, classes, block_size, batch_size)
+        table = score_file(model_paths, path, classes, block_size, batch_size, engine=engine)
     except hdf5.DataFormatError as err:
         return {"file": str(path), "error": str(err)}
     atomic.write_text(shard, table.to_csv(header=False, index=False, float_format=FLOAT_FORMAT))
@@ -149,7 +171,7 @@ def score_shard(model_paths: list, path, shard, classes, block_size: int, batch_
 
 
 def predict_sharded(model_paths: list, inputs: list, output, executor, on_error: str = "stop",
-                    block_size: int = 2048, batch_size: int = 256, classes=None) -> dict:
+                    block_size: int = 2048, batch_size: int = 256, classes=None, engine: str = "keras") -> dict:
     """:func:`predict_files` with one task per file on ``executor`` (a Dask cluster's): each worker
     loads the ensemble once from its ``.keras`` files and writes its file's shard
     (``<output>.shards/NNNNN.csv``); the shards are appended to ``output`` in input order, so it
@@ -163,7 +185,7 @@ def predict_sharded(model_paths: list, inputs: list, output, executor, on_error:
     todo = [(i, str(p)) for i, p in enumerate(inputs) if str(p) not in done]
     shard = {i: shards / f"{i:05d}.csv" for i, _ in todo}
     futures = {i: executor.submit(score_shard, list(map(str, model_paths)), p, shard[i], tuple(classes),
-                                  block_size, batch_size) for i, p in todo if not shard[i].exists()}
+                                  block_size, batch_size, engine) for i, p in todo if not shard[i].exists()}
     outcome = {i: (futures[i].result() if i in futures else {"file": p}) for i, p in todo}
     total, failed = 0, []
     with open(output, "a", newline="") as out:

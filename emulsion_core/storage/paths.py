@@ -49,3 +49,10 @@ def cache_dir(dataset: str) -> Path:
 def _made(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def machine_cache() -> Path:
+    """This machine's cache (measured choices, exported models): ``EMULSION_DL_CACHE``, else
+    ``$XDG_CACHE_HOME/emulsion-dl`` or ``~/.cache/emulsion-dl``."""
+    base = os.environ.get("EMULSION_DL_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "emulsion-dl"
+    return _made(Path(base))
