@@ -74,7 +74,8 @@ for nb in "$notebooks_dir"/[0-9][0-9]_*.ipynb; do
     fi
     echo "== $base"
     t0=$(date +%s)
-    if ! papermill "$nb" "$reports/$base.ipynb" -p profile "$profile_file" -k python3 --cwd "$notebooks_dir" \
+    # progress bars belong in the terminal and JupyterLab, not in the rendered reports
+    if ! TQDM_DISABLE=1 papermill "$nb" "$reports/$base.ipynb" -p profile "$profile_file" -k python3 --cwd "$notebooks_dir" \
             --no-progress-bar --log-level WARNING > "$reports/$base.log" 2>&1; then
         if grep -q DeadKernelError "$reports/$base.log"; then
             echo "run_all.sh: the kernel of notebook $base died (a crash in native code; if TensorFlow's, see" \

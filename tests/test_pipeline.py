@@ -4,6 +4,7 @@ committed one by nbval's output comparison (``nbcompare``), without a second exe
 notebook whose kernel dies fails the run within a minute."""
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -28,6 +29,7 @@ REUSE_ENV = "EMULSION_SMOKE_OUTPUT"
 
 def _run(args, root, env_extra=None, timeout=1200):
     env = {**os.environ, "EMULSION_VENV": str(Path(sys.prefix)), **(env_extra or {})}
+    env.pop("TQDM_DISABLE", None)  # as a user runs it: run_all.sh itself keeps bars out of the reports
     return subprocess.run([str(RUN_ALL), *args, "--output", str(root)], capture_output=True, text=True, env=env,
                           timeout=timeout)
 
@@ -53,6 +55,10 @@ def test_run_all_smoke_writes_every_output(smoke_run, monkeypatch):
         assert (reports / f"{nb}.ipynb").exists()
         html = (reports / f"{nb}.html").read_text()
         assert "<html" in html and "Traceback" not in html
+        # what reaches the collaboration reads cleanly: no progress-bar fragments, no library warnings
+        assert not re.search(r"\d+%\|", html), f"{nb}: a progress bar in the report"
+        assert not re.search(r"\w*Warning\b|WARNING", html), f"{nb}: a warning in the report: " + \
+            re.search(r".{0,200}(\w*Warning\b|WARNING).{0,200}", html, re.S).group(0)
     index = (reports / "index.html").read_text()
     for needle in ("smoke", "20210622", "git commit", "numpy", "oneDNN"):
         assert needle in index

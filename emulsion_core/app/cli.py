@@ -14,8 +14,10 @@ def _simulate(args) -> int:
     profile = profiles.resolve(args.profile, args.seed)  # another seed: the <dataset>-seed<N> folder
     from emulsion_core.app import prepare
     folder = dataset.dataset_dir(profile)
+    before = dataset.fingerprint(folder) if (folder / "splits.csv").exists() else None
     splits = prepare.simulate(profile, workers=args.workers, cluster=args.cluster)
-    print(f"dataset {profile.dataset}: {folder} ({splits.name} written)")
+    cached = before is not None and dataset.fingerprint(folder) == before
+    print(f"dataset {profile.dataset}: {folder} ({'cached: every scan current' if cached else splits.name + ' written'})")
     return 0
 
 

@@ -41,3 +41,13 @@ def _import_quietly():
 
 
 tf, keras = _import_quietly()
+
+
+def _not_retracing(record) -> bool:
+    """TensorFlow's "N out of the last M calls ... triggered tf.function retracing" warning: every
+    new network of a search or a table traces its predict function once, by design; the notice
+    would reach the collaboration's rendered reports. Every other TensorFlow message passes."""
+    return "tf.function retracing" not in record.getMessage()
+
+
+tf.get_logger().addFilter(_not_retracing)

@@ -285,8 +285,10 @@ def _simulate_dataset(dataset_dir: Path, events, seed, samples, cfg, validation_
     try:
         # progress=False forces the bar off; otherwise tqdm decides (TQDM_DISABLE=1 silences it)
         quiet = not progress or not missing  # nothing to simulate: no bar
-        with tqdm(total=total, unit="ev", desc="simulate", **({"disable": True} if quiet else {})) as bar:
-            bar.update(total - sum(n for *_, n in missing))
+        # initial: scans already there count as done without entering the rate (a cached scan is
+        # not simulated at 1e9 events/s)
+        with tqdm(total=total, initial=total - sum(n for *_, n in missing), unit="ev", desc="simulate",
+                  **({"disable": True} if quiet else {})) as bar:
             for sample, scan, n in missing:
                 path = scan_path(dataset_dir, sample, scan)
                 bar.set_postfix_str(path.name)
