@@ -84,6 +84,13 @@ def test_run_all_smoke_writes_every_output(smoke_run, monkeypatch):
     assert [h["call"] for h in history if h["repeat"]] == [max(calls, key=lambda h: h["score"])["call"]]
     assert all(h["filters_1"] == 64 and h["decay_rate"] == 0.1 for h in history)  # not searched at smoke
     assert len(list(results.path("smoke", "final_fit").glob("epoch_*.keras"))) == 3
+    logs = results.path("smoke", "logs")  # TensorBoard: the final fit (with val_auc) and every search fold
+    assert list((logs / "final" / "train").glob("events.out.tfevents.*")) and list(logs.glob("search/*/fold0/train/*"))
+    assert "val_auc" in pd.read_csv(results.path("smoke", "final_fit") / "history.csv").columns
+    export = results.path("smoke", "onnx_export")  # notebook 04 exports the final ensemble
+    assert (export / "newsnet.onnx").stat().st_size > 10000
+    assert json.loads((export / "newsnet.json").read_text())["cut"]["log_odds"] == \
+        json.loads(results.path("smoke", "newsnet_threshold").read_text())["value"]
     scores = pd.read_csv(results.path("smoke", "scores"))
     assert np.isfinite(scores["score"]).all() and scores["p_signal"].between(0, 1).all()  # score: log-odds
     assert set(scores["split"]) == {"validation", "test", "test_bulk"}

@@ -196,7 +196,8 @@ def test_profiles_choose_the_searched_dimensions_and_the_stamp_follows(tmp_path,
     from emulsion_core.config import profiles
     for name in ("smoke", "default"):
         cfg = profiles.load(name).search
-        assert set(cfg["dimensions"]) == set(SEARCHED) and cfg["repeats"] >= 1 and cfg["parallel"] == 1
+        assert set(cfg["dimensions"]) == set(SEARCHED) and cfg["repeats"] >= 1 and cfg["mode"] == "batch"
+    assert profiles.load("smoke").search["parallel"] == 2 and profiles.load("default").search["parallel"] == 1
     assert profiles.load("paper").search["dimensions"] == list(search.SPACE)
     monkeypatch.setenv("EMULSION_DL_ROOT", str(tmp_path))
     base = {"profile": "tiny", "seed": 3, "dataset": "tiny", "samples": ["C100keV", "fog"],

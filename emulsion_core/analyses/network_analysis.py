@@ -108,11 +108,8 @@ def run_search(profile: Profile, progress: bool = True, executor=None) -> pd.Dat
 
 
 _SEARCH_DATA = {}  # per process (a cluster worker reads the training subset once)
-
-
 def search_objective(profile: Profile, params: dict, replica: int = 0) -> float:
-    """One search call: the cross-validated AUC of ``params`` on the profile's search subset of the
-    training split (read once per process), the network's classes and class balance added."""
+    """One search call: the cross-validated AUC of ``params`` on the search subset (read once per process)."""
     cfg = profile.search
     key = (profile.path, profile.name, profile.seed, str(paths.root()))
     if key not in _SEARCH_DATA:
@@ -122,9 +119,11 @@ def search_objective(profile: Profile, params: dict, replica: int = 0) -> float:
     images, y, scale = _SEARCH_DATA[key]
     names = classes(profile)
     practice = {"classes": names, "class_balance": profile.training["class_balance"]}
+    logs = results.path(profile.name, "logs") / "search" / f"{provenance.digest(params)[:12]}_r{replica}"
     return search.cross_validated_auc({**params, **practice}, images, y, cfg["folds"], cfg["epochs"],
                                       profile.network["width_scale"], profile.network["batch_size"],
-                                      search.replica_seed(profile.seed, replica), camera_max=scale, classes=names)
+                                      search.replica_seed(profile.seed, replica), camera_max=scale, classes=names,
+                                      log_dir=logs)
 
 
 def chosen_parameters(profile: Profile) -> tuple[dict, str]:
@@ -161,7 +160,8 @@ def train_final(profile: Profile, params: dict, verbose: int = 0, seed: int | No
     folder = fit_dir(profile, seed)
     resume_or_restart(folder, fit_stamp(profile, params, seed), "the final fit")
     _, history, members = training.fit(params, train, val, tr["epochs"], folder, net["width_scale"], tr["ensemble"],
-                                       verbose, classes=names, early_stopping=tr["early_stopping"])
+                                       verbose, classes=names, early_stopping=tr["early_stopping"],
+                                       log_dir=results.path(profile.name, "logs") / folder.name)
     return history, members
 
 

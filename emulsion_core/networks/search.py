@@ -247,10 +247,12 @@ def noise_floor_table(floor: dict) -> pd.DataFrame:
 
 
 def cross_validated_auc(params: dict, images: np.ndarray, labels: np.ndarray, folds: int, epochs: int,
-                        width_scale, batch_size: int, seed: int, camera_max: float, classes=None) -> float:
+                        width_scale, batch_size: int, seed: int, camera_max: float, classes=None,
+                        log_dir=None) -> float:
     """Mean binary ROC AUC (carbon against the background classes) over stratified ``folds``-fold
     cross-validation; camera_max : the range of ``images`` (ADU); classes : the class list the
-    ``labels`` index (the paper's when None).
+    ``labels`` index (the paper's when None); log_dir : TensorBoard logs of each fold's fit under
+    ``<log_dir>/fold<k>``.
 
     Each fold's network is trained with ``training.fit_in_memory`` (which re-estimates its
     batch-normalisation statistics on the fold's training events) and scored with the
@@ -269,7 +271,7 @@ def cross_validated_auc(params: dict, images: np.ndarray, labels: np.ndarray, fo
     for k, (tr, va) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=seed).split(labels, labels)):
         keras.utils.set_random_seed(seed + k)
         model = fit_in_memory(build(params, width_scale, classes=classes), params, images[tr], labels[tr], epochs, batch_size, seed + k,
-                              camera_max=camera_max)
+                              camera_max=camera_max, log_dir=f"{log_dir}/fold{k}" if log_dir else None)
         score = scoring.member_log_odds(scoring.class_logits(
             model, EventSequence(images[va], None, batch_size, camera_max=camera_max)), classes)
         keras.backend.clear_session()

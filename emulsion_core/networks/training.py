@@ -146,22 +146,46 @@ def schedule_callback(params: dict, epochs: int):
 
 def fit_in_memory(model, params: dict, images: np.ndarray, labels: np.ndarray, epochs: int, batch_size: int,
                   seed: int = 0, verbose: int = 0, camera_max: float | None = None,
-                  class_balance: str | None = None) -> "keras.Model":
+                  class_balance: str | None = None, log_dir=None) -> "keras.Model":
     """Train a compiled ``model`` on in-memory events (shuffled, augmented, full batches) with the
     learning-rate schedule of ``params``, then re-estimate its batch-normalisation statistics on
     the training events (``batchnorm.recalibrate``), as every network that is evaluated needs.
 
     images : (N, 8, H, W) camera counts of range ``camera_max`` (ADU); labels : (N,) indices of
     the model's classes (one per output); class_balance : as :class:`EventSequence` (default
-    ``params["class_balance"]``, else ``"weights"``, the profiles' default). Returns ``model``."""
+    ``params["class_balance"]``, else ``"weights"``, the profiles' default); log_dir : TensorBoard
+    logs of the fit (loss and learning rate per epoch) there. Returns ``model``."""
     balance = class_balance or params.get("class_balance", "weights")
     train = EventSequence(images, labels, batch_size, shuffle=True, augment=True, seed=seed, camera_max=camera_max,
                           n_classes=int(model.output_shape[-1]), class_balance=balance)
     # shuffle=False: the sequence shuffles itself, deterministically (see :func:`fit`)
-    model.fit(train, epochs=epochs, verbose=verbose, callbacks=[schedule_callback(params, epochs)], shuffle=False)
+    callbacks = [schedule_callback(params, epochs)] + ([tensorboard(log_dir)] if log_dir else [])
+    model.fit(train, epochs=epochs, verbose=verbose, callbacks=callbacks, shuffle=False)
     batchnorm.recalibrate(model, batchnorm.sequence_batches(
         EventSequence(images, None, batch_size, shuffle=True, seed=seed + 1, full_batches=True, camera_max=camera_max)))
     return model
+
+
+def tensorboard(log_dir) -> "keras.callbacks.TensorBoard":
+    """TensorBoard logs of a fit's epochs (``tensorboard --logdir results/<profile>/logs``)."""
+    return keras.callbacks.TensorBoard(str(log_dir), write_graph=False, update_freq="epoch", profile_batch=0)
+
+
+class ValidationAUC(keras.callbacks.Callback):
+    """Logs ``val_auc``, the ROC AUC of the carbon classes against the background ones on the
+    validation events (summed carbon probability), at every epoch's end: for the final fit's
+    TensorBoard and ``history.csv``. Put it after ``batchnorm.Recalibration``."""
+
+    def __init__(self, validation, classes):
+        super().__init__()
+        self.validation, self.signal = validation, list(signal_indices(classes))
+
+    def on_epoch_end(self, epoch, logs=None):
+        from sklearn.metrics import roc_auc_score
+        if logs is None or self.validation is None or getattr(self.validation, "labels", None) is None:
+            return
+        p = self.model.predict(self.validation, verbose=0)
+        logs["val_auc"] = float(roc_auc_score(np.isin(self.validation.labels, self.signal), p[:, self.signal].sum(axis=1)))
 
 
 def stop_epoch(val_loss, smoothing: int = 1, patience: int = 0, min_epochs: int = 1) -> int | None:
@@ -269,7 +293,7 @@ class BackupWithRandomState(keras.callbacks.BackupAndRestore):
 
 
 def fit(params: dict, train, validation, epochs: int, workdir, width_scale=1.0, ensemble: int = 0,
-        verbose: int = 0, classes=None, early_stopping: dict | None = None):
+        verbose: int = 0, classes=None, early_stopping: dict | None = None, log_dir=None):
     """Train, writing ``epoch_NNN.keras`` after every epoch into ``workdir``; an interrupted fit
     resumes from ``workdir/backup`` (BackupAndRestore); a finished one is loaded, not redone.
     At every epoch's end the batch-normalisation statistics are re-estimated on training batches
@@ -279,6 +303,7 @@ def fit(params: dict, train, validation, epochs: int, workdir, width_scale=1.0, 
     checked against it (:class:`models.ClassListError` when the fit there used another);
     early_stopping : {"smoothing", "patience"} (:func:`stop_epoch`; needs ``validation``; never
     before the ensemble's epochs exist). The last epoch trained is recorded in ``network.json``.
+    log_dir : TensorBoard logs (loss, ``val_loss``, ``val_auc``, learning rate per epoch) there.
     Returns (model, history DataFrame, ensemble member paths: the last ``ensemble`` epochs up to
     the last epoch trained). One process at a time fits in ``workdir`` (:mod:`locks`): a second waits
     and then reads the finished fit back.
@@ -287,10 +312,11 @@ def fit(params: dict, train, validation, epochs: int, workdir, width_scale=1.0, 
     workdir.mkdir(parents=True, exist_ok=True)
     with locks.exclusive(workdir, f"the fit in {workdir}"):
         return _fit(params, train, validation, epochs, workdir, width_scale, ensemble, verbose, classes,
-                    early_stopping)
+                    early_stopping, log_dir)
 
 
-def _fit(params, train, validation, epochs, workdir: Path, width_scale, ensemble, verbose, classes, early_stopping):
+def _fit(params, train, validation, epochs, workdir: Path, width_scale, ensemble, verbose, classes, early_stopping,
+         log_dir=None):
     classes = class_list(params, classes)
     check_classes(workdir, classes)
     es = dict(early_stopping or {})
@@ -317,10 +343,12 @@ def _fit(params, train, validation, epochs, workdir: Path, width_scale, ensemble
     callbacks = [
         schedule_callback(params, epochs),
         batchnorm.Recalibration(train, validation),  # before the callbacks that save or log the epoch
+        *([ValidationAUC(validation, classes)] if log_dir else []),
         SmoothedEarlyStopping(workdir / "history.csv", smoothing, patience, min_epochs=ensemble),
         keras.callbacks.ModelCheckpoint(str(workdir / "epoch_{epoch:03d}.keras")),
         BackupWithRandomState(str(backup)),
         keras.callbacks.CSVLogger(str(workdir / "history.csv"), append=True),
+        *([tensorboard(log_dir)] if log_dir else []),
     ]
     meta = backup / "training_metadata.json"
     if meta.exists() and hasattr(train, "on_epoch_end"):

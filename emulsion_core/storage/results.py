@@ -25,6 +25,7 @@ RESULTS = {
     "seed_fits": ("newsnet/seeds", "04", "the extra seeds' fits"),
     "scores": ("newsnet/scores.csv", "04", "ensemble log-odds per validation and test event"),
     "member_logits": ("newsnet/member_logits.npy", "04", "(members, events, classes) logits"),
+    "logs": ("logs", "03", "TensorBoard logs of the search folds and the fits: tensorboard --logdir results/<profile>/logs"),
     "architectures": ("newsnet/architectures.json", "04", "the architecture table's trained rows"),
     "onnx_export": ("newsnet/export", "04", "the final ensemble as ONNX (newsnet.onnx) with its JSON sidecar"),
     "variant_networks": ("newsnet/variants", "04", "the table's NEWSnet variants as .keras files (depth-matched: "
