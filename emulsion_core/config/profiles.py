@@ -225,16 +225,22 @@ def _practice(source, name, raw) -> dict:
     return out
 
 
+def _mapping(source, name: str, raw, known: tuple) -> dict:
+    """A section that must be a mapping of ``known`` keys (absent: empty)."""
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        _fail(source, name, f"expected a mapping with {', '.join(known)}")
+    for key in raw:
+        if key not in known:
+            _fail(source, f"{name}.{key}", f"unknown key (known: {', '.join(known)})")
+    return raw
+
+
 def _simulation(source, raw) -> dict:
     """The ``simulation`` section: ``per_sample_conditions`` (bool, default false: acquisition shared
     by every sample) and ``contamination`` ({carbon sample: {train: f, test: f}}, fractions)."""
     from emulsion_core.config.simulator import DEFAULT_CONTAMINATION
-    raw = raw or {}
-    if not isinstance(raw, dict):
-        _fail(source, "simulation", "expected a mapping")
-    for key in raw:
-        if key not in ("per_sample_conditions", "contamination"):
-            _fail(source, f"simulation.{key}", "unknown key (known: per_sample_conditions, contamination)")
+    raw = _mapping(source, "simulation", raw, ("per_sample_conditions", "contamination"))
     flag = raw.get("per_sample_conditions", False)
     if not isinstance(flag, bool):
         _fail(source, "simulation.per_sample_conditions", f"expected true or false, got {flag!r}")
@@ -286,12 +292,7 @@ def _cluster(source, raw) -> dict:
     """The ``cluster`` section: ``where`` (:data:`CLUSTER_WHERE`; default none, one machine) and, for
     slurm or htcondor, ``jobqueue`` ({queue, account, cores, processes, memory, gpus, walltime,
     python, log_directory, jobs}: what one batch job asks for and how many to start)."""
-    raw = raw or {}
-    if not isinstance(raw, dict):
-        _fail(source, "cluster", "expected a mapping with where (and jobqueue)")
-    for key in raw:
-        if key not in ("where", "jobqueue"):
-            _fail(source, f"cluster.{key}", "unknown key (known: where, jobqueue)")
+    raw = _mapping(source, "cluster", raw, ("where", "jobqueue"))
     where = str(raw.get("where", "none"))
     if not (where in ("none", "slurm", "htcondor") or where.startswith(("local:", "tcp://", "tls://"))):
         _fail(source, "cluster.where", f"expected {CLUSTER_WHERE}, got {where!r}")
