@@ -148,13 +148,14 @@ def sweep(profile: Profile, params: dict, progress: bool = True, n_timing: int =
     todo = [c for c in configurations(profile, params) if _digest(profile, params, c) not in done]
     if executor is not None:
         futures = {executor.submit(table_row, profile, params, c, n_timing): c for c in todo}
-        for future in tqdm(as_completed(futures), total=len(futures), desc="architectures", disable=not progress):
+        bars = {} if progress else {"disable": True}  # not disable=False: that would override TQDM_DISABLE
+        for future in tqdm(as_completed(futures), total=len(futures), desc="architectures", **bars):
             done[_digest(profile, params, futures[future])] = future.result()
             _write(path, done)
         todo = []
     if todo:
         train = split_data(profile, "train", profile.architectures["budget"]["train_fraction"], profile.seed)
-    for config in tqdm(todo, desc="architectures", disable=not progress):
+    for config in tqdm(todo, desc="architectures", **({} if progress else {"disable": True})):
         done[_digest(profile, params, config)] = _train_and_score(profile, params, config, train, n_timing)
         keras.backend.clear_session()
         _write(path, done)

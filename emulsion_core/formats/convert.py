@@ -366,7 +366,7 @@ def _write(output, events, entries, frames, path, geometry, attrs, progress) -> 
              "z_um": np.float32, "depth_um": np.float32, "view_density": np.int32, "crop_col0": np.int32, "crop_row0": np.int32}
     events = events.astype(types)
     with ScanWriter(output, n, (N_POL, CROP_PX, CROP_PX), np.uint8, attrs) as writer, \
-            tqdm(total=n, unit="event", desc=f"convert {path.name}", disable=not progress) as bar:
+            tqdm(total=n, unit="event", desc=f"convert {path.name}", **({} if progress else {"disable": True})) as bar:
         for a in range(0, n, EVENTS_PER_BLOCK):
             b = min(a + EVENTS_PER_BLOCK, n)
             need = entries[a:b]  # -1: missing polarisation, left all zeros
