@@ -3,8 +3,7 @@ workers, a physicist's two notebooks) sharing a data or results folder never wri
 artefact at once. A second process waits for the first and then finds the artefact made (and
 reuses it) instead of crashing or removing the first one's temporary files as stale.
 
-The lock file is ``.<name>.lock`` beside the artefact (a dotfile: the dataset folder's ownership
-check skips it). ``filelock`` releases the lock when its holder dies, so a killed run never leaves
+The lock files live under the output root's ``.locks/`` (:func:`lock_path`). ``filelock`` releases the lock when its holder dies, so a killed run never leaves
 a folder locked.
 """
 
@@ -16,9 +15,15 @@ from pathlib import Path
 
 
 def lock_path(artefact) -> Path:
-    """The lock file guarding ``artefact`` (a file or a folder)."""
-    artefact = Path(artefact)
-    return artefact.parent / f".{artefact.name}.lock"
+    """The lock file guarding ``artefact``: under the output root's ``.locks/`` (shared by every process
+    that shares the root, as a cluster's workers must), named by the artefact's absolute path, so no
+    file ever appears in a data folder, not even one of the user's scans the simulator refuses to touch."""
+    import hashlib
+
+    from emulsion_core.storage import paths
+    artefact = Path(artefact).resolve()
+    key = hashlib.sha256(str(artefact).encode()).hexdigest()[:16]
+    return paths.root() / ".locks" / f"{artefact.name}-{key}.lock"
 
 
 @contextmanager
