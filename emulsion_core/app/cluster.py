@@ -18,6 +18,7 @@ carry their own seeds, so the scan files are identical whatever the workers).
 
 from __future__ import annotations
 
+import logging
 import os
 from contextlib import contextmanager
 
@@ -105,9 +106,17 @@ def connect(profile: Profile | None, option: str | None = None):
         n = len(client.scheduler_info().get("workers", {}))
         yield client, f"cluster: {chosen} ({n} workers now), dashboard {client.dashboard_link}"
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        # a worker still tearing TensorFlow down when the cluster closes is killed after a few seconds;
+        # distributed's nanny says so at WARNING level, which would reach the notebooks' reports
+        nanny = logging.getLogger("distributed.nanny")
+        level = nanny.level
+        nanny.setLevel(logging.ERROR)
+        try:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+        finally:
+            nanny.setLevel(level)
 
 
 def executor(client):
