@@ -2,7 +2,6 @@
 submitted) SLURM GPU job, and the simulation on a 2-worker Dask LocalCluster writing the same files
 as without one."""
 
-import hashlib
 
 import pytest
 import yaml
@@ -10,6 +9,7 @@ import yaml
 from emulsion_core.app import cluster, prepare
 from emulsion_core.config import profiles
 from emulsion_core.config.profiles import ProfileError
+from given_scans import scan_contents
 
 SMOKE = yaml.safe_load(profiles.PROFILE_DIR.joinpath("smoke.yaml").read_text())
 
@@ -54,9 +54,6 @@ def test_a_slurm_cpu_job_has_single_threaded_workers():
     assert "--gres" not in script and "--nthreads 1" in script and "--nworkers 4" in script and "GPU" not in script
 
 
-def _digests(folder):
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
-
 
 @pytest.mark.slow
 def test_simulation_on_a_local_cluster_writes_the_same_files(tmp_path, monkeypatch):
@@ -71,7 +68,7 @@ def test_simulation_on_a_local_cluster_writes_the_same_files(tmp_path, monkeypat
         assert (where == "none") == (not lines)
         if lines:
             assert lines[0].startswith("cluster: local:2 (2 workers now), dashboard http")
-    assert _digests(folders["local:2"]) == _digests(folders["none"])
+    assert scan_contents(folders["local:2"]) == scan_contents(folders["none"])
 
 
 @pytest.mark.slow

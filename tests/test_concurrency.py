@@ -2,7 +2,6 @@
 item 5). Real processes: two simulations started into one folder, and a fit killed with SIGKILL
 in its second epoch and resumed."""
 
-import hashlib
 import os
 import signal
 import subprocess
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from given_scans import scan_contents
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3", "TQDM_DISABLE": "1"}
@@ -25,10 +25,6 @@ SIMULATE = textwrap.dedent("""
 """)
 
 
-def _digests(folder: Path) -> dict:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())
-            if not p.name.startswith(".") and p.is_file()}
-
 
 @pytest.mark.slow
 def test_two_processes_simulating_into_one_folder_both_end_with_the_single_runs_files(tmp_path):
@@ -40,7 +36,7 @@ def test_two_processes_simulating_into_one_folder_both_end_with_the_single_runs_
     errors = [p.communicate(timeout=600)[1] for p in (first, second)]
     assert first.returncode == 0 and second.returncode == 0, errors
     assert "Traceback" not in "".join(errors)
-    assert _digests(shared) == _digests(single)
+    assert scan_contents(shared) == scan_contents(single)
     assert not [p for p in shared.iterdir() if ".tmp" in p.name]
 
 
