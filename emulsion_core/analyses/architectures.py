@@ -91,10 +91,11 @@ def depth_matched_training(profile: Profile, rows: pd.DataFrame, images: np.ndar
     from emulsion_core.analyses.network_analysis import classes, split_data
     carbon_names = tuple(n for n in classes(profile) if n.startswith("C"))
     carbon = rows["sample"].isin(carbon_names).to_numpy()
-    full_rows, full_images, full_labels = split_data(profile, "train")
+    full_rows, _, full_labels = split_data(profile, "train", with_images=False)
     band = depth_matched(full_rows, carbon_names) & ~full_rows["sample"].isin(carbon_names).to_numpy()
+    band_images = dataset.load_images(dataset.dataset_dir(profile), full_rows[band])  # only the ~5 % kept
     return (pd.concat([rows[carbon], full_rows[band]], ignore_index=True),
-            np.concatenate([images[carbon], full_images[band]]), np.concatenate([labels[carbon], full_labels[band]]))
+            np.concatenate([images[carbon], band_images]), np.concatenate([labels[carbon], full_labels[band]]))
 
 
 def newsnet_name(width_scale, n_identity=None) -> str:
@@ -223,16 +224,11 @@ def variant_path(profile: Profile, variant: str):
 
 
 def save_variant(model, profile: Profile, variant: str) -> None:
-    """Keep a variant's trained network (written through a temporary sibling, then renamed)."""
-    import os
+    """Keep a variant's trained network (written atomically)."""
     final = variant_path(profile, variant)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f"{variant}.tmp{os.getpid()}.keras")  # Keras wants the .keras suffix
-    try:
+    with atomic.replacing(final, keep_suffix=True) as tmp:  # Keras wants the .keras suffix
         model.save(tmp)
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _digest(profile: Profile, params: dict, config: dict) -> str:

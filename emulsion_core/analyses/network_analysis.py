@@ -306,10 +306,9 @@ def seed_spread(profile: Profile, params: dict, cut: float | None = None, verbos
     cut at the SAME log-odds ``cut`` (default notebook 04's): one :func:`seed_row` per seed."""
     if cut is None:
         cut = json.loads(results.path(profile.name, "newsnet_threshold").read_text())["value"]
-    seeds = (profile.seed, *profile.training["seeds"])
-    if executor is None:
-        return pd.DataFrame([seed_row(profile, params, s, float(cut), verbose) for s in seeds])
-    futures = [executor.submit(seed_row, profile, params, s, float(cut)) for s in seeds]
+    executor = executor or search.SerialExecutor()
+    futures = [executor.submit(seed_row, profile, params, s, float(cut), verbose)
+               for s in (profile.seed, *profile.training["seeds"])]
     return pd.DataFrame([f.result() for f in futures])
 
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from emulsion_core.networks.models import keras, signal_indices
+from emulsion_core.formats.ownership import sha256_file
+from emulsion_core.networks.models import background_indices, keras, signal_indices
+from emulsion_core.storage import atomic
 
 OPSET = 17
 INPUT_NAME = "events"
@@ -34,10 +35,8 @@ def ensemble_graph(members: list, classes) -> "keras.Model":
     logits = ops.stack([m(x, training=False) for m in _logit_models(members)], axis=1)  # (N, M, C)
     log_p = logits - ops.logsumexp(logits, axis=-1, keepdims=True)
     mean = ops.logsumexp(log_p, axis=1) - np.float32(np.log(len(members)))  # (N, C): log of the mean p
-    signal = list(signal_indices(classes))
-    background = [i for i in range(len(classes)) if i not in signal]
-    log_odds = (ops.logsumexp(ops.take(mean, signal, axis=-1), axis=-1)
-                - ops.logsumexp(ops.take(mean, background, axis=-1), axis=-1))
+    log_odds = (ops.logsumexp(ops.take(mean, list(signal_indices(classes)), axis=-1), axis=-1)
+                - ops.logsumexp(ops.take(mean, list(background_indices(classes)), axis=-1), axis=-1))
     return keras.Model(x, {"logits": logits, "log_odds": log_odds}, name="newsnet_ensemble")
 
 
@@ -60,22 +59,17 @@ def export(member_paths: list, output, classes, sidecar: dict | None = None) -> 
     (``.json`` beside it, :func:`sidecar` plus ``sidecar``); both through temporary files. Returns
     the ONNX path."""
     from emulsion_core.networks import training
-    from emulsion_core.storage import atomic
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     members = [training.load_member(p, classes) for p in member_paths]
     graph = ensemble_graph(members, classes)
     graph(np.zeros((1, *graph.inputs[0].shape[1:]), np.float32))  # Keras exports only a model that was called
-    tmp = output.with_name(f"{output.stem}.tmp{os.getpid()}.onnx")
-    try:
-        with warnings.catch_warnings():  # Keras' tf2onnx patch probes np.object (NumPy 2 warns)
-            warnings.filterwarnings("ignore", category=FutureWarning, module="keras.src.export.tf2onnx_lib")
-            graph.export(str(tmp), format="onnx", verbose=False, opset_version=OPSET)
-        os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic.replacing(output, keep_suffix=True) as tmp, warnings.catch_warnings():
+        # Keras' tf2onnx patch probes np.object (NumPy 2 warns)
+        warnings.filterwarnings("ignore", category=FutureWarning, module="keras.src.export.tf2onnx_lib")
+        graph.export(str(tmp), format="onnx", verbose=False, opset_version=OPSET)
     info = {**describe(members, classes), "members": [Path(p).name for p in member_paths],
-            "members_sha256": [_sha(p) for p in member_paths], **(sidecar or {})}
+            "members_sha256": [sha256_file(p) for p in member_paths], **(sidecar or {})}
     atomic.write_json(output.with_suffix(".json"), info, indent=1)
     return output
 
@@ -100,22 +94,15 @@ def describe(members: list, classes) -> dict:
             "add a channel axis of size 1: shape [N, 9, H, W, 1], float32",
         ],
         "classes": list(classes), "signal": [classes[i] for i in signal_indices(classes)],
-        "background": [c for i, c in enumerate(classes) if i not in signal_indices(classes)],
+        "background": [classes[i] for i in background_indices(classes)],
     }
 
 
-def _sha(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def session(onnx_path, threads: int | None = None):
+def session(onnx_path):
     """An ONNX Runtime inference session on the CPU (and the GPU where the runtime has one)."""
     import onnxruntime as ort
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = int(threads)
     providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
-    return ort.InferenceSession(str(onnx_path), options, providers=providers)
+    return ort.InferenceSession(str(onnx_path), providers=providers)
 
 
 def run(sess, x: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
@@ -137,7 +124,7 @@ def ensemble_session(member_paths: list, classes):
     the machine cache (``EMULSION_DL_CACHE``, ``~/.cache/emulsion-dl/onnx/``) under a name made from
     the members' contents, the classes and the exporter's versions."""
     from emulsion_core.storage import locks, paths
-    key = hashlib.sha256(json.dumps([[_sha(p) for p in member_paths], list(classes), keras.__version__, OPSET])
+    key = hashlib.sha256(json.dumps([[sha256_file(p) for p in member_paths], list(classes), keras.__version__, OPSET])
                          .encode()).hexdigest()[:16]
     if key not in _SESSIONS:
         path = paths.machine_cache() / "onnx" / f"ensemble-{key}.onnx"
@@ -148,6 +135,3 @@ def ensemble_session(member_paths: list, classes):
         _SESSIONS[key] = session(path)
     return _SESSIONS[key]
 
-
-def read_sidecar(onnx_path) -> dict:
-    return json.loads(Path(onnx_path).with_suffix(".json").read_text())

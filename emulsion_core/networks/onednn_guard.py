@@ -100,9 +100,8 @@ def machine_key() -> dict:
 def cache_file(cache_dir=None) -> Path:
     """The cache file of this machine's self-test outcome."""
     if cache_dir is None:
-        base = os.environ.get("EMULSION_DL_CACHE") or Path(
-            os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "emulsion-dl"
-        cache_dir = base
+        from emulsion_core.storage import paths
+        cache_dir = paths.machine_cache()
     digest = hashlib.sha256(json.dumps(machine_key(), sort_keys=True).encode()).hexdigest()[:16]
     return Path(cache_dir) / f"onednn-selftest-{digest}.json"
 

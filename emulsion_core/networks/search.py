@@ -18,14 +18,13 @@ that measure the noise floor of the AUC (:func:`noise_floor`).
 
 from __future__ import annotations
 
-import warnings
 from concurrent.futures import Executor, as_completed
 
 import numpy as np
 import pandas as pd
 
 from emulsion_core.config.paper import SEARCH_SPACE
-from emulsion_core.networks.trials import SerialExecutor, drive_async, drive_batch, trial
+from emulsion_core.networks.trials import SerialExecutor, drive_async, drive_batch, sobol_quiet, trial
 from emulsion_core.storage import history as history_file
 
 SPACE = SEARCH_SPACE  # [P21] Appendix A ranges: name -> (kind, low, high, prior)
@@ -290,8 +289,7 @@ def result(history: pd.DataFrame, n_initial_points: int, seed: int, dimensions=N
     opt = optimizer(n_initial_points, seed, dims)
     if "told" in rows and rows["told"].notna().any():
         rows = rows.sort_values("told")
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="The balance properties of Sobol")
+        with sobol_quiet():
             opt.tell([[_typed(r)[k] for k in dims] for r in rows.to_dict("records")], (-rows["score"].astype(float)).tolist())
         return opt.get_result()
     calls = {int(r["call"]): _typed(r) | {"score": float(r["score"])} for r in rows.to_dict("records")}

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 from pathlib import Path
 
@@ -276,9 +275,8 @@ class BackupWithRandomState(keras.callbacks.BackupAndRestore):
     def _save_model(self):
         path = self._seed_file(self._current_epoch)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + ".tmp.npz")
-        np.savez(tmp, *[keras.ops.convert_to_numpy(v) for v in self._seed_states()])
-        os.replace(tmp, path)
+        with atomic.replacing(path, keep_suffix=True) as tmp:
+            np.savez(tmp, *[keras.ops.convert_to_numpy(v) for v in self._seed_states()])
         super()._save_model()
 
     def _load_model(self):

@@ -11,6 +11,7 @@ import socket
 import time
 import warnings
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -34,12 +35,19 @@ def trial(objective, params: dict, replica: int = 0) -> dict:
             "end": time.time()}
 
 
+@contextmanager
+def sobol_quiet():
+    """Silence skopt's "balance properties of Sobol' points" notice: a copied or re-told optimizer
+    draws (and discards) another set of initial points and warns about their number."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The balance properties of Sobol")
+        yield
+
+
 def _ask(opt, size: int, batch_size: int):
     if batch_size == 1:
         return [opt.ask()]
-    with warnings.catch_warnings():  # skopt's ask copies the optimizer, whose Sobol sampler
-        # draws (and discards) another set of initial points and warns about their number
-        warnings.filterwarnings("ignore", message="The balance properties of Sobol")
+    with sobol_quiet():  # ask(n_points) copies the optimizer
         return opt.ask(n_points=size)
 
 
@@ -89,8 +97,7 @@ def ask_with_pending(opt, pending: list):
     if not pending:
         return opt.ask()
     lie = float(np.min(opt.yi)) if opt.yi else 0.0
-    with warnings.catch_warnings():  # the copy draws (and discards) its own Sobol points, as ask(n_points) does
-        warnings.filterwarnings("ignore", message="The balance properties of Sobol")
+    with sobol_quiet():
         copy = opt.copy(random_state=opt.rng.randint(0, np.iinfo(np.int32).max))
         copy.tell([list(x) for x in pending], [lie] * len(pending))
         return copy.ask()

@@ -11,17 +11,22 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-def temporary(path) -> Path:
-    """The temporary sibling this process writes ``path`` through."""
+def temporary(path, keep_suffix: bool = False) -> Path:
+    """The temporary sibling this process writes ``path`` through: ``<name>.tmp<pid>``, or with
+    ``keep_suffix`` ``<stem>.tmp<pid><suffix>`` for writers that insist on their suffix (Keras'
+    ``.keras``, NumPy's ``.npz``, the ONNX exporter)."""
     path = Path(path)
+    if keep_suffix:
+        return path.with_name(f"{path.stem}.tmp{os.getpid()}{path.suffix}")
     return path.with_name(f"{path.name}.tmp{os.getpid()}")
 
 
 @contextmanager
-def replacing(path):
-    """Yield a temporary path to write; on success it replaces ``path``, on error it is removed."""
+def replacing(path, keep_suffix: bool = False):
+    """Yield a temporary path to write (:func:`temporary`); on success it replaces ``path``, on
+    error it is removed."""
     path = Path(path)
-    tmp = temporary(path)
+    tmp = temporary(path, keep_suffix)
     try:
         yield tmp
         os.replace(tmp, path)

@@ -1,14 +1,15 @@
-"""One writer per artefact: a lock file beside it (``filelock``), so that several processes (Dask
+"""One writer per artefact: a lock file (``filelock``), so that several processes (Dask
 workers, a physicist's two notebooks) sharing a data or results folder never write the same
 artefact at once. A second process waits for the first and then finds the artefact made (and
 reuses it) instead of crashing or removing the first one's temporary files as stale.
 
-The lock files live under the output root's ``.locks/`` (:func:`lock_path`). ``filelock`` releases the lock when its holder dies, so a killed run never leaves
-a folder locked.
+The lock files live under the output root's ``.locks/`` (:func:`lock_path`). ``filelock``
+releases the lock when its holder dies, so a killed run never leaves a folder locked.
 """
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,8 +19,6 @@ def lock_path(artefact) -> Path:
     """The lock file guarding ``artefact``: under the output root's ``.locks/`` (shared by every process
     that shares the root, as a cluster's workers must), named by the artefact's absolute path, so no
     file ever appears in a data folder, not even one of the user's scans the simulator refuses to touch."""
-    import hashlib
-
     from emulsion_core.storage import paths
     artefact = Path(artefact).resolve()
     key = hashlib.sha256(str(artefact).encode()).hexdigest()[:16]
