@@ -203,3 +203,49 @@ def test_scores_do_not_tie_where_the_fog_probability_is_tiny(keras, rng):
     np.testing.assert_allclose(score, -np.log(p_fog.astype(np.float64)), rtol=1e-3)  # ln(1 / p_fog)
     assert np.all(np.diff(p_fog[order]) <= 0)  # ranked by fog probability, as the paper's score would be
     np.testing.assert_allclose(scoring.probability_from_log_odds(-3.0), 1 / (1 + np.exp(3.0)))
+
+
+# ---- one traced network for every fold of a search call (issue 19) ----
+
+def test_a_traced_network_reset_to_a_fresh_one_trains_as_the_fresh_one(keras):
+    """A network trained on one fold and reset (:func:`search.reset_to`) to a freshly built network
+    of another seed ends a second fit with the weights that fresh network reaches itself, bit for
+    bit (weights, batch-norm statistics, dropout masks, optimiser moments); and the whole
+    cross-validated AUC does not depend on the reuse."""
+    from emulsion_core.config.paper import PAPER_PARAMETERS
+    from emulsion_core.networks import search, training
+    images, labels = simulated_events(32)
+    params = {**PAPER_PARAMETERS, "dropout_1": 0.3}
+    keras.utils.set_random_seed(1)
+    reused = training.fit_in_memory(training.build(params, 0.125), params, images, labels, 1, 32, seed=1, camera_max=255)
+    keras.utils.set_random_seed(2)
+    search.reset_to(reused, training.build(params, 0.125))
+    training.fit_in_memory(reused, params, images, labels, 1, 32, seed=2, camera_max=255)
+    keras.utils.set_random_seed(2)
+    fresh = training.fit_in_memory(training.build(params, 0.125), params, images, labels, 1, 32, seed=2, camera_max=255)
+    assert len(reused.variables) == len(fresh.variables)
+    for a, b in zip(reused.variables, fresh.variables):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), err_msg=a.path)
+    auc = {reuse: search.cross_validated_auc(params, images, labels, 2, 1, 0.125, 32, 7, 255, reuse_traced=reuse)
+           for reuse in (True, False)}
+    assert auc[True] == auc[False], auc
+    with pytest.raises(ValueError, match="not the same architecture"):
+        search.reset_to(reused, training.build({**params, "n_identity": 1}, 0.125))
+
+
+@pytest.mark.parametrize("balance", ["weights", "none"])
+def test_the_validation_pass_gives_keras_loss_and_the_auc(keras, balance):
+    """``batchnorm.validation_metrics`` (one prediction pass) gives the loss ``model.evaluate``
+    computes, class weights included, and the AUC of the summed carbon probability."""
+    from sklearn.metrics import roc_auc_score
+
+    from emulsion_core.config.paper import PAPER_PARAMETERS
+    from emulsion_core.networks import batchnorm, sequences, training
+    images, labels = simulated_events(24)
+    keras.utils.set_random_seed(3)
+    model = training.build(dict(PAPER_PARAMETERS), 0.125)
+    val = sequences.EventSequence(images, labels, 32, camera_max=255, class_balance=balance)  # a partial last batch
+    got = batchnorm.validation_metrics(model, val, signal=[0, 1])
+    assert got["val_loss"] == pytest.approx(model.evaluate(val, verbose=0, return_dict=True)["loss"], rel=1e-5)
+    p = model.predict(val, verbose=0)
+    assert got["val_auc"] == pytest.approx(roc_auc_score(labels < 2, p[:, :2].sum(axis=1)), abs=1e-12)

@@ -198,7 +198,8 @@ def _train_and_score(profile: Profile, params: dict, config: dict, train: tuple,
     scored = []
     for split in evaluation_splits(profile) if method else ("validation",):
         split_rows, images, _ = split_data(profile, split)
-        z = scoring.class_logits(model, sequences.EventSequence(variant_input(images, config, seed + 1), None, batch,
+        z = scoring.class_logits(model, sequences.EventSequence(variant_input(images, config, seed + 1), None,
+                                                                scoring.INFERENCE_BATCH,
                                                                 camera_max=scale))
         scored.append(split_rows.assign(score=scoring.member_log_odds(z, names)))
         del images

@@ -194,7 +194,7 @@ def score(profile: Profile, members: list, splits=None, save: bool = True) -> tu
     tables, logits = [], []
     for split in evaluation_splits(profile) if splits is None else splits:
         rows, images, _ = split_data(profile, split)
-        logits.append(scoring.predict_logits(models, images, profile.network["batch_size"], camera_max(profile)))
+        logits.append(scoring.predict_logits(models, images, scoring.INFERENCE_BATCH, camera_max(profile)))
         tables.append(rows)
     table = pd.concat(tables, ignore_index=True)
     logits = np.concatenate(logits, axis=1)
@@ -269,8 +269,8 @@ def efficiency_band(table: pd.DataFrame, logits: np.ndarray, signal: str, split:
 
 
 def throughput(model, images: np.ndarray, batch_size: int, camera_max: float, repeats: int = 1) -> dict:
-    """Training and inference events/s of ``model`` on ``images`` (one epoch each, after a warm-up);
-    camera_max : their range, ADU."""
+    """Training (at ``batch_size``) and inference (at ``scoring.INFERENCE_BATCH``) events/s of ``model``
+    on ``images`` (one epoch each, after a warm-up); camera_max : their range, ADU."""
     labels = np.arange(len(images)) % int(model.output_shape[-1])
     if not getattr(model, "compiled", False):  # a network loaded for inference
         model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=training.CombinedLoss(0.5))
@@ -280,7 +280,7 @@ def throughput(model, images: np.ndarray, batch_size: int, camera_max: float, re
     t = time.perf_counter()
     model.fit(seq, epochs=1, verbose=0, shuffle=False)
     train_rate = len(images) / (time.perf_counter() - t)
-    pseq = sequences.EventSequence(images, None, batch_size, camera_max=camera_max)
+    pseq = sequences.EventSequence(images, None, scoring.INFERENCE_BATCH, camera_max=camera_max)
     model.predict(pseq, verbose=0)
     t = time.perf_counter()
     for _ in range(repeats):

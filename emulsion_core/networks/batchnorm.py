@@ -18,6 +18,7 @@ validation loss, so the logged ``val_loss`` and every saved snapshot use sound s
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 
@@ -36,6 +37,19 @@ def _layers(model, kind) -> list:
         elif isinstance(layer, keras.Model):
             out += _layers(layer, kind)
     return out
+
+
+_FORWARD = weakref.WeakKeyDictionary()  # network -> its training-mode forward pass, traced once
+
+
+def _forward(model):
+    """``model(x, training=True)`` as a ``tf.function``, traced once per network (~2x eager). The
+    trace reads the dropout rates and batch-norm momenta as constants: it is traced and called only
+    inside :func:`recalibrate`, where they are always 0."""
+    if model not in _FORWARD:
+        network = weakref.ref(model)  # the cache must not keep the network alive
+        _FORWARD[model] = tf.function(lambda x: network()(x, training=True))
+    return _FORWARD[model]
 
 
 def recalibrate(model, batches) -> int:
@@ -62,7 +76,7 @@ def recalibrate(model, batches) -> int:
             layer.rate = 0.0
         for layer in norms:
             layer.momentum = 0.0  # the moving statistics become the current batch's
-        forward = tf.function(lambda x: model(x, training=True))  # traced with these settings, ~2x eager
+        forward = _forward(model)  # traced with these settings (once per network: every epoch of a fit)
         for x in batches:
             forward(x)
             for s, layer in zip(sums, norms):
@@ -95,18 +109,42 @@ def sequence_batches(sequence, events: int = RECALIBRATION_EVENTS):
 
 class Recalibration(keras.callbacks.Callback):
     """At the end of every epoch: ``recalibrate`` on the first batches of ``train`` (a shuffled
-    training ``PyDataset``), then, when ``validation`` is given, log its loss as ``val_loss``.
+    training ``PyDataset``), then, when ``validation`` is given, log its loss as ``val_loss`` and,
+    with ``signal`` (the indices of the carbon classes), the ROC AUC of the summed carbon
+    probability against the rest as ``val_auc``: both from one pass over the validation events
+    (:func:`validation_metrics`).
 
     Put it before the callbacks that save or log the epoch (checkpoints, CSV logger), and fit
     without ``validation_data`` (Keras would compute the validation loss before this callback,
     with the moving statistics of training)."""
 
-    def __init__(self, train, validation=None, events: int = RECALIBRATION_EVENTS):
+    def __init__(self, train, validation=None, events: int = RECALIBRATION_EVENTS, signal=None):
         super().__init__()
         self.train, self.validation, self.events = train, validation, int(events)
+        self.signal = None if signal is None else list(signal)
 
     def on_epoch_end(self, epoch, logs=None):
         recalibrate(self.model, sequence_batches(self.train, self.events))
         if self.validation is not None and logs is not None:
-            result = self.model.evaluate(self.validation, verbose=0, return_dict=True)
-            logs["val_loss"] = float(result["loss"])
+            logs.update(validation_metrics(self.model, self.validation, self.signal))
+
+
+def validation_metrics(model, validation, signal=None) -> dict:
+    """``val_loss`` of the compiled ``model`` on ``validation`` (the events' mean loss, each weighted
+    by its sample weight, as ``model.evaluate``) and, with ``signal``, ``val_auc`` (summed
+    probability of the ``signal`` classes against the others), from one prediction pass.
+
+    validation : an unshuffled ``EventSequence`` with labels (events served once, in order); any
+    other ``PyDataset`` is evaluated by Keras (``val_loss`` only)."""
+    labels = getattr(validation, "labels", None)
+    if labels is None or getattr(validation, "shuffle", True) or getattr(validation, "class_balance", "") == "oversample":
+        return {"val_loss": float(model.evaluate(validation, verbose=0, return_dict=True)["loss"])}
+    p = model.predict(validation, verbose=0)
+    y = keras.utils.to_categorical(labels, p.shape[-1]).astype(np.float32)
+    per_event = keras.ops.convert_to_numpy(model.loss.call(keras.ops.convert_to_tensor(y), keras.ops.convert_to_tensor(p)))
+    weights = validation.weights[labels] if getattr(validation, "weights", None) is not None else 1.0
+    out = {"val_loss": float(np.mean(np.asarray(per_event, np.float64) * weights))}
+    if signal:
+        from sklearn.metrics import roc_auc_score
+        out["val_auc"] = float(roc_auc_score(np.isin(labels, signal), p[:, signal].sum(axis=1)))
+    return out

@@ -247,11 +247,12 @@ def noise_floor_table(floor: dict) -> pd.DataFrame:
 
 def cross_validated_auc(params: dict, images: np.ndarray, labels: np.ndarray, folds: int, epochs: int,
                         width_scale, batch_size: int, seed: int, camera_max: float, classes=None,
-                        log_dir=None) -> float:
+                        log_dir=None, reuse_traced: bool = True) -> float:
     """Mean binary ROC AUC (carbon against the background classes) over stratified ``folds``-fold
     cross-validation; camera_max : the range of ``images`` (ADU); classes : the class list the
     ``labels`` index (the paper's when None); log_dir : TensorBoard logs of each fold's fit under
-    ``<log_dir>/fold<k>``.
+    ``<log_dir>/fold<k>``; reuse_traced : one network traced for all folds, reset exactly to each
+    fold's fresh initialisation (:func:`reset_to`; False builds and traces one per fold: the same AUC).
 
     Each fold's network is trained with ``training.fit_in_memory`` (which re-estimates its
     batch-normalisation statistics on the fold's training events) and scored with the
@@ -266,18 +267,47 @@ def cross_validated_auc(params: dict, images: np.ndarray, labels: np.ndarray, fo
     from emulsion_core.networks.training import build, fit_in_memory
 
     classes = tuple(classes) if classes is not None else PAPER_CLASSES
-    aucs = []
-    for k, (tr, va) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=seed).split(labels, labels)):
-        keras.utils.set_random_seed(seed + k)
-        model = fit_in_memory(build(params, width_scale, classes=classes), params, images[tr], labels[tr], epochs, batch_size, seed + k,
-                              camera_max=camera_max, log_dir=f"{log_dir}/fold{k}" if log_dir else None)
-        score = scoring.member_log_odds(scoring.class_logits(
-            model, EventSequence(images[va], None, batch_size, camera_max=camera_max)), classes)
+    aucs, model = [], None
+    try:
+        for k, (tr, va) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=seed).split(labels, labels)):
+            keras.utils.set_random_seed(seed + k)
+            fresh = build(params, width_scale, classes=classes)
+            model = fresh if model is None or not reuse_traced else reset_to(model, fresh)
+            fit_in_memory(model, params, images[tr], labels[tr], epochs, batch_size, seed + k,
+                          camera_max=camera_max, log_dir=f"{log_dir}/fold{k}" if log_dir else None)
+            score = scoring.member_log_odds(scoring.class_logits(
+                model, EventSequence(images[va], None, scoring.INFERENCE_BATCH, camera_max=camera_max)), classes)
+            if not np.all(np.isfinite(score)):
+                return 0.5  # a diverged fit: no separation
+            aucs.append(roc_auc_score(np.isin(labels[va], signal_indices(classes)), score))
+    finally:
         keras.backend.clear_session()
-        if not np.all(np.isfinite(score)):
-            return 0.5  # a diverged fit: no separation
-        aucs.append(roc_auc_score(np.isin(labels[va], signal_indices(classes)), score))
     return float(np.mean(aucs))
+
+
+def reset_to(model, fresh):
+    """``model`` (compiled, trained, its training step traced) set exactly to the state of the
+    freshly built, never trained network ``fresh`` of the same architecture: every variable
+    (weights, batch-norm statistics, the dropout layers' seed-generator states) copied from it, the
+    optimiser's step count and moments zeroed. The traced training, recalibration and prediction
+    functions are kept, so a search call traces its network once for all its folds instead of once
+    per fold (~15 s each). The next fit trains exactly as ``fresh`` would (a test). Returns ``model``."""
+    import re
+
+    def layout(variables):  # seed generators are numbered per session: their order and shape identify them
+        return [(re.sub(r"seed_generator_\d+", "seed_generator", v.path), tuple(v.shape)) for v in variables]
+
+    mine, theirs = model.variables, fresh.variables
+    if layout(mine) != layout(theirs):
+        raise ValueError(f"reset_to: {model.name} and {fresh.name} are not the same architecture")
+    for v, w in zip(mine, theirs):
+        v.assign(w)
+    optimizer = model.optimizer
+    for v in optimizer.variables:
+        if v is not getattr(optimizer, "_learning_rate", None):
+            v.assign(np.zeros(v.shape, v.dtype))
+    optimizer.learning_rate = fresh.optimizer.learning_rate
+    return model
 
 
 def result(history: pd.DataFrame, n_initial_points: int, seed: int, dimensions=None, batch_size: int = 1):

@@ -170,23 +170,6 @@ def tensorboard(log_dir) -> "keras.callbacks.TensorBoard":
     return keras.callbacks.TensorBoard(str(log_dir), write_graph=False, update_freq="epoch", profile_batch=0)
 
 
-class ValidationAUC(keras.callbacks.Callback):
-    """Logs ``val_auc``, the ROC AUC of the carbon classes against the background ones on the
-    validation events (summed carbon probability), at every epoch's end: for the final fit's
-    TensorBoard and ``history.csv``. Put it after ``batchnorm.Recalibration``."""
-
-    def __init__(self, validation, classes):
-        super().__init__()
-        self.validation, self.signal = validation, list(signal_indices(classes))
-
-    def on_epoch_end(self, epoch, logs=None):
-        from sklearn.metrics import roc_auc_score
-        if logs is None or self.validation is None or getattr(self.validation, "labels", None) is None:
-            return
-        p = self.model.predict(self.validation, verbose=0)
-        logs["val_auc"] = float(roc_auc_score(np.isin(self.validation.labels, self.signal), p[:, self.signal].sum(axis=1)))
-
-
 def stop_epoch(val_loss, smoothing: int = 1, patience: int = 0, min_epochs: int = 1) -> int | None:
     """The epoch (1-based) at which early stopping ends a fit with validation losses ``val_loss``
     (one per epoch so far), or None while it goes on.
@@ -340,8 +323,8 @@ def _fit(params, train, validation, epochs, workdir: Path, width_scale, ensemble
                                       epochs * len(train) * train.batch_size))
     callbacks = [
         schedule_callback(params, epochs),
-        batchnorm.Recalibration(train, validation),  # before the callbacks that save or log the epoch
-        *([ValidationAUC(validation, classes)] if log_dir else []),
+        # before the callbacks that save or log the epoch; val_loss and val_auc from one validation pass
+        batchnorm.Recalibration(train, validation, signal=signal_indices(classes)),
         SmoothedEarlyStopping(workdir / "history.csv", smoothing, patience, min_epochs=ensemble),
         keras.callbacks.ModelCheckpoint(str(workdir / "epoch_{epoch:03d}.keras")),
         BackupWithRandomState(str(backup)),
