@@ -40,3 +40,13 @@ def barycentres(images: np.ndarray, k_sigma: float = 3.0) -> np.ndarray:
     ys, xs = np.mgrid[0:h, 0:w]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.stack([(wgt * xs).sum(axis=(-1, -2)) / tot, (wgt * ys).sum(axis=(-1, -2)) / tot], axis=-1)
+
+
+# the longest file first: with the suite spread over workers (run_tests.sh: pytest-xdist, --dist loadfile)
+# the smoke pipeline (~5 min) then runs beside the rest instead of after it
+LONGEST_FIRST = ("test_pipeline.py", "test_concurrency.py", "test_run_all_profiles.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))

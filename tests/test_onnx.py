@@ -72,3 +72,40 @@ def test_predict_engines_agree_on_every_event(ensemble, scans, tmp_path, monkeyp
     assert len(k) == len(o) == 240 and (k["event_id"] == o["event_id"]).all()
     np.testing.assert_allclose(o["log_odds"], k["log_odds"], atol=1e-4, rtol=0)
     assert list((tmp_path / "cache" / "onnx").glob("ensemble-*.onnx"))  # exported once, cached
+
+
+# ---- the engine chosen by measurement (engine_choice) ----
+
+def test_engine_decision_needs_a_faster_runtime_and_events_enough_to_repay_the_export():
+    from emulsion_core.networks.engine_choice import decide
+    assert decide(keras_s=1e-3, onnx_s=5e-4, export_s=5.0, n_events=50_000) == "onnx"
+    assert decide(keras_s=1e-3, onnx_s=5e-4, export_s=5.0, n_events=5_000) == "keras"  # saves 2.5 s < 5 s
+    assert decide(keras_s=1e-3, onnx_s=9.5e-4, export_s=0.0, n_events=10**7) == "keras"  # within the margin
+    assert decide(keras_s=5e-4, onnx_s=1e-3, export_s=0.0, n_events=10**7) == "keras"
+
+
+def test_engine_measured_once_per_machine_and_architecture_and_honoured(ensemble, scans, tmp_path, monkeypatch):
+    """auto: a short scoring stays with Keras unmeasured; a long one is timed once (both engines, on
+    the very ensemble), cached, and the faster engine scores; EMULSION_ENGINE overrides."""
+    from emulsion_core.networks import engine_choice, predict
+    monkeypatch.setenv("EMULSION_DL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv(engine_choice.OVERRIDE_ENV, raising=False)
+    assert engine_choice.choose(ensemble, CLASSES, 1_000, 64) == "keras"
+    assert not engine_choice.cache_file().exists()
+    calls = []
+    real = engine_choice.time_engines
+
+    def timed(*a, **kw):
+        calls.append(1)
+        out = real(*a, **kw)
+        assert out["keras_s_per_event"] > 0 and out["onnx_s_per_event"] > 0 and out["export_s"] > 0
+        return {**out, "onnx_s_per_event": 0.1 * out["keras_s_per_event"]}  # pretend ONNX Runtime is 10x faster
+
+    monkeypatch.setattr(engine_choice, "time_engines", timed)
+    assert engine_choice.choose(ensemble, CLASSES, 10**7, 64) == "onnx"
+    assert engine_choice.choose(ensemble, CLASSES, 10**7, 64) == "onnx" and len(calls) == 1  # from the cache
+    assert predict.resolve_engine("auto", ensemble, CLASSES, 10**7, 64) == "onnx"
+    monkeypatch.setenv(engine_choice.OVERRIDE_ENV, "keras")
+    assert engine_choice.choose(ensemble, CLASSES, 10**7, 64) == "keras"
+    with pytest.raises(ValueError, match="scoring engine"):
+        predict.resolve_engine("tensorrt", ensemble, CLASSES, 10, 64)

@@ -46,3 +46,37 @@ def test_real_timing_of_a_tiny_network():
     factory = lambda jit: training.compile_model(models.compact_3d(filters=(4, 4, 4)), PAPER_PARAMETERS, jit)  # noqa: E731
     step, first = xla_choice.time_steps(factory, 8, False, steps=2)
     assert 0 < step < first
+
+
+def test_a_fit_starts_from_the_same_weights_whether_the_timing_ran_or_was_cached(tmp_path, monkeypatch):
+    """The XLA timing builds networks (it draws initial weights from Keras' global seed); a fit given
+    its seed sets it after that decision, so a fit on a machine without the cached timing starts
+    where one with it does (a default run once differed in its final fit by this alone)."""
+    import numpy as np
+
+    from emulsion_core.config.paper import PAPER_PARAMETERS
+    from emulsion_core.networks import sequences, training
+    from emulsion_core.networks.models import keras
+    monkeypatch.delenv(xla_choice.OVERRIDE_ENV, raising=False)
+    monkeypatch.setattr(xla_choice, "MIN_EVENT_PASSES", 0)
+    params = {**PAPER_PARAMETERS, "cache_marker": str(tmp_path)}  # a network this machine's cache has not seen
+
+    timed = []
+
+    def drawing_time_steps(factory, batch_size, jit_compile, **kw):
+        timed.append(jit_compile)
+        keras.initializers.GlorotUniform()((64, 64))  # what building a network draws
+        return (0.10, 1.0)
+
+    monkeypatch.setattr(xla_choice, "time_steps", drawing_time_steps)
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 255, (32, 8, 40, 40), dtype=np.uint8), np.arange(32) % 3
+    weights = []
+    for run in ("measured", "cached"):
+        keras.utils.set_random_seed(11)
+        seq = sequences.EventSequence(images, labels, 16, shuffle=True, seed=1, camera_max=255)
+        model, _, _ = training.fit(params, seq, None, 1, tmp_path / run, width_scale=0.0625, seed=11)
+        weights.append([keras.ops.convert_to_numpy(v) for v in model.weights])
+    assert timed == [False, True]  # timed for the first fit only
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)

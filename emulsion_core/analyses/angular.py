@@ -81,17 +81,25 @@ def rotation_check(profile: Profile, n_events: int = 300) -> pd.DataFrame:
 
     Returns per sample: events, mean score (log-odds), mean and maximum standard deviation of
     each event's score over the 8 orientations, and the fraction whose selection flips."""
-    from emulsion_core.data import preprocessing
+    from emulsion_core.data import dataset, preprocessing
     members = sorted(results.path(profile.name, "final_fit").glob("epoch_*.keras"))
     model = training.load_member(members[-1])
     cut = json.loads(results.path(profile.name, "newsnet_threshold").read_text())["value"]
     rows = []
-    table, images, _ = network_analysis.split_data(profile, "test")
-    for sample in SAMPLES:
-        pick = np.flatnonzero(table["sample"] == sample)[:n_events]
-        x = preprocessing.preprocess(images[pick], network_analysis.camera_max(profile))
-        s = np.array([scoring.member_log_odds(scoring.class_logits(model, preprocessing.grid_symmetry(x, k, mirror)))
-                      for mirror in (False, True) for k in range(4)])  # the first: the events as they are
+    table, _, _ = network_analysis.split_data(profile, "test", with_images=False)
+    picks = {sample: np.flatnonzero(table["sample"] == sample)[:n_events] for sample in SAMPLES}
+    chosen = np.concatenate(list(picks.values()))
+    images = dataset.load_images(dataset.dataset_dir(profile), table.iloc[chosen].reset_index(drop=True))  # those only
+    x = preprocessing.preprocess(images, network_analysis.camera_max(profile))
+    orientations = [(k, mirror) for mirror in (False, True) for k in range(4)]  # the first: the events as they are
+    # every orientation of every event in one prediction pass: (8, N) scores
+    every = scoring.member_log_odds(scoring.class_logits(
+        model, np.concatenate([preprocessing.grid_symmetry(x, k, mirror) for k, mirror in orientations])))
+    every = every.reshape(len(orientations), len(x))
+    at = 0
+    for sample, pick in picks.items():
+        s = every[:, at:at + len(pick)]
+        at += len(pick)
         flips = (s > cut).any(axis=0) & ~(s > cut).all(axis=0)
         rows.append({"sample": sample, "events": len(pick), "mean score": s.mean(),
                      "mean score spread": s.std(axis=0).mean(), "max score spread": s.std(axis=0).max(),

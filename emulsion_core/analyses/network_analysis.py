@@ -118,7 +118,8 @@ def search_objective(profile: Profile, params: dict, replica: int = 0) -> float:
         _SEARCH_DATA[key] = (images, y, camera_max(profile))
     images, y, scale = _SEARCH_DATA[key]
     names = classes(profile)
-    practice = {"classes": names, "class_balance": profile.training["class_balance"]}
+    practice = {"classes": names, "class_balance": profile.training["class_balance"],
+                "precision": profile.network.get("precision", "float32")}
     logs = results.path(profile.name, "logs") / "search" / f"{provenance.digest(params)[:12]}_r{replica}"
     return search.cross_validated_auc({**params, **practice}, images, y, cfg["folds"], cfg["epochs"],
                                       profile.network["width_scale"], profile.network["batch_size"],
@@ -159,9 +160,10 @@ def train_final(profile: Profile, params: dict, verbose: int = 0, seed: int | No
     val = sequences.EventSequence(x_val, y_val, net["batch_size"], camera_max=camera_max(profile), n_classes=len(names))
     folder = fit_dir(profile, seed)
     resume_or_restart(folder, fit_stamp(profile, params, seed), "the final fit")
-    _, history, members = training.fit(params, train, val, tr["epochs"], folder, net["width_scale"], tr["ensemble"],
+    _, history, members = training.fit({**params, "precision": net.get("precision", "float32")}, train, val,
+                                       tr["epochs"], folder, net["width_scale"], tr["ensemble"],
                                        verbose, classes=names, early_stopping=tr["early_stopping"],
-                                       log_dir=results.path(profile.name, "logs") / folder.name)
+                                       log_dir=results.path(profile.name, "logs") / folder.name, seed=seed)
     return history, members
 
 
@@ -187,14 +189,18 @@ def score(profile: Profile, members: list, splits=None, save: bool = True) -> tu
     members' spread of their own log-odds; ``p_signal``: the ensemble's summed carbon probability,
     for display; ``predicted``: the most probable class) and the members' logits (M, N, C)
     float64, C = len(classes). The members must have been trained with the profile's class list
-    (:class:`models.ClassListError`). With ``save``, both are saved in
+    (:class:`models.ClassListError`). The engine (Keras or ONNX Runtime) is the faster on this machine
+    for this many events (``predict.resolve_engine``, ``EMULSION_ENGINE`` overrides). With ``save``, both are saved in
     ``results/<profile>/newsnet/`` (``scores.csv``, ``member_logits.npy``)."""
-    names = classes(profile)
-    models = [training.load_member(p, names) for p in members]
+    from emulsion_core.networks import predict
+    names, splits = classes(profile), evaluation_splits(profile) if splits is None else splits
+    predict.model_classes(members, predict.load_models(members), names)
+    n_events = sum(len(split_data(profile, split, with_images=False)[0]) for split in splits)
+    engine = predict.resolve_engine("auto", members, names, n_events, scoring.INFERENCE_BATCH)
     tables, logits = [], []
-    for split in evaluation_splits(profile) if splits is None else splits:
+    for split in splits:
         rows, images, _ = split_data(profile, split)
-        logits.append(scoring.predict_logits(models, images, scoring.INFERENCE_BATCH, camera_max(profile)))
+        logits.append(predict.ensemble_logits(members, names, images, camera_max(profile), engine, scoring.INFERENCE_BATCH))
         tables.append(rows)
     table = pd.concat(tables, ignore_index=True)
     logits = np.concatenate(logits, axis=1)

@@ -186,9 +186,10 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--classes", default=None,
                     help="the networks' classes, comma-separated, e.g. C30keV,C100keV,fog (default: the network.json "
                          "the fit saved beside them; must agree with it)")
-    pr.add_argument("--engine", choices=["keras", "onnx"], default="keras",
-                    help="keras, or onnx: ONNX Runtime on the ensemble exported once per machine (log-odds within "
-                         "1e-4 of Keras'; python benchmarks/bench_engines.py says which is faster here)")
+    pr.add_argument("--engine", choices=["auto", "keras", "onnx"], default="auto",
+                    help="auto (default): the faster of the two on this machine, measured once per machine and "
+                         "architecture (EMULSION_ENGINE=keras|onnx overrides); keras; or onnx: ONNX Runtime on the "
+                         "ensemble exported once per machine (log-odds within 1e-4 of Keras')")
     pr.add_argument("--cluster", default=None,
                     help="score the files in parallel: local:N, tcp://host:port (one task per file, each worker "
                          "loading the networks once; the same output as without); default here, in turn")

@@ -80,8 +80,9 @@ _SECTIONS = {
 
 
 # keys that are not single numbers, validated by _practice: the training practice (issue 10, item 6)
-_STRUCTURED = {"network": ("classes",), "training": ("class_balance", "early_stopping", "seeds"), "search": ("mode",)}
+_STRUCTURED = {"network": ("classes", "precision"), "training": ("class_balance", "early_stopping", "seeds"), "search": ("mode",)}
 SEARCH_MODES = ("batch", "async")  # emulsion_core.networks.search.run
+PRECISIONS = ("float32", "mixed_bfloat16")  # network.precision: Keras' dtype policy of the search's and the final fit's networks
 
 
 def _section(source, name, raw):
@@ -206,6 +207,10 @@ def _practice(source, name, raw) -> dict:
             _fail(source, "network.classes", f"expected distinct samples including C100keV (the reference cut) "
                   f"and fog (Table 1's background), got {classes!r}")
         out["classes"] = list(classes)
+        precision = raw.get("precision", "float32")
+        if precision not in PRECISIONS:
+            _fail(source, "network.precision", f"expected one of {', '.join(PRECISIONS)}, got {precision!r}")
+        out["precision"] = precision
     if name == "training":
         balance = raw.get("class_balance", "weights")
         if balance not in ("weights", "oversample", "none"):

@@ -59,39 +59,51 @@ def load_models(model_paths: list) -> list:
     return _MODELS[key]
 
 
-ENGINES = ("keras", "onnx")
+ENGINES = ("auto", "keras", "onnx")  # auto: the faster here, measured (engine_choice)
 
 
-def _logits(model_paths, classes, images, batch_size, camera_max, engine):
-    """(M, N, C) logits of raw events by Keras (float64 last layer) or the exported ONNX graph."""
+def resolve_engine(engine: str, model_paths: list, classes, n_events: int, batch_size: int) -> str:
+    """``engine`` itself, or for ``"auto"`` the faster on this machine for ``n_events``
+    (:func:`engine_choice.choose`)."""
+    if engine not in ENGINES:
+        raise ValueError(f"scoring engine {engine!r}: expected one of {', '.join(ENGINES)}")
+    if engine != "auto":
+        return engine
+    from emulsion_core.networks import engine_choice
+    return engine_choice.choose(model_paths, classes, n_events, batch_size)
+
+
+def ensemble_logits(model_paths, classes, images, camera_max, engine: str = "keras", batch_size: int = 256) -> np.ndarray:
+    """(M, N, C) float64 logits of raw events (N, 8, H, W camera counts of range ``camera_max``) by
+    every member of ``model_paths``: by Keras (float64 last layer) or by ONNX Runtime on the
+    ensemble exported once per machine (``export.ensemble_session``; log-odds within 1e-4 of Keras')."""
     from emulsion_core.networks import scoring
     if engine == "onnx":
         from emulsion_core.data import preprocessing
         from emulsion_core.networks import export
         logits, _ = export.run(export.ensemble_session(model_paths, classes),
-                               preprocessing.preprocess(images, camera_max), min(batch_size, 64))
+                               preprocessing.preprocess(images, camera_max), batch_size)
         return logits.astype(np.float64)
     return scoring.predict_logits(load_models(model_paths), images, batch_size, camera_max)
 
 
 def score_file(model_paths: list, path, classes, block_size: int = 2048, batch_size: int = 256,
-               progress: bool = False, engine: str = "keras") -> pd.DataFrame:
+               progress: bool = False, engine: str = "auto") -> pd.DataFrame:
     """Every event of the scan file ``path`` scored by the ensemble (the rows of :func:`predict_files`)
-    with ``engine`` (:data:`ENGINES`: Keras, or ONNX Runtime on the ensemble exported once per
-    machine; log-odds within 1e-4 of Keras'); raises :class:`hdf5.DataFormatError` naming the file
+    with ``engine`` (:data:`ENGINES`: Keras, ONNX Runtime on the ensemble exported once per machine
+    (log-odds within 1e-4 of Keras'), or the faster of the two here, :func:`resolve_engine`); raises :class:`hdf5.DataFormatError` naming the file
     when it cannot be read."""
     from emulsion_core.data import preprocessing
     from emulsion_core.networks import scoring
-    if engine not in ENGINES:
-        raise ValueError(f"scoring engine {engine!r}: expected one of {', '.join(ENGINES)}")
     path = Path(path)
     attrs = hdf5.read_attrs(path)
     n = len(hdf5.read_events(path))
+    engine = resolve_engine(engine, model_paths, classes, n, batch_size)
     rows = []
     with tqdm(total=n, unit="ev", desc=path.name, **({} if progress else {"disable": True})) as bar:
         for images, events in hdf5.iter_scan_blocks(path, block_size):
             images = preprocessing.standard_counts(images, attrs, source=str(path))
-            logits = _logits(model_paths, classes, images, batch_size, attrs["camera_max"], engine)
+            logits = ensemble_logits(model_paths, classes, images, attrs["camera_max"], engine, batch_size)
             probs = np.exp(scoring.log_probabilities(logits))
             s = scoring.signal_probability(probs, classes)
             mean = probs.mean(axis=0)
@@ -122,7 +134,7 @@ def _open_output(output: Path, classes) -> tuple[bool, set]:
 
 def predict_files(model_paths: list, inputs: list, output, on_error: str = "stop", block_size: int = 2048,
                   batch_size: int = 256, progress: bool = True, classes=None, executor=None,
-                  engine: str = "keras") -> dict:
+                  engine: str = "auto") -> dict:
     """Score ``inputs`` with the mean of ``model_paths``; returns {"scored": n, "failed": [files]}.
     classes : the networks' class list (default: read beside them, :func:`model_classes`);
     executor : score the files in parallel there (:func:`predict_sharded`), the same output;
@@ -133,6 +145,9 @@ def predict_files(model_paths: list, inputs: list, output, on_error: str = "stop
     classes = model_classes(model_paths, load_models(model_paths), classes)
     output = Path(output)
     header, done = _open_output(output, classes)
+    if engine == "auto":  # one choice for the whole run, from all its events
+        engine = resolve_engine(engine, model_paths, classes, _count_events([p for p in inputs if str(p) not in done]),
+                                batch_size)
     total, failed = 0, []
     with open(output, "a", newline="") as out:
         for path in inputs:
@@ -157,6 +172,17 @@ def predict_files(model_paths: list, inputs: list, output, on_error: str = "stop
 FLOAT_FORMAT = "%.6g"
 
 
+def _count_events(inputs: list) -> int:
+    """Events in the readable files of ``inputs`` (an unreadable one counts 0: it is reported when scored)."""
+    n = 0
+    for p in inputs:
+        try:
+            n += len(hdf5.read_events(p))
+        except (hdf5.DataFormatError, OSError):
+            pass
+    return n
+
+
 def score_shard(model_paths: list, path, shard, classes, block_size: int, batch_size: int,
                 engine: str = "keras") -> dict:
     """A cluster task: score one file into its ``shard`` CSV (rows only, written through a temporary
@@ -171,7 +197,7 @@ def score_shard(model_paths: list, path, shard, classes, block_size: int, batch_
 
 
 def predict_sharded(model_paths: list, inputs: list, output, executor, on_error: str = "stop",
-                    block_size: int = 2048, batch_size: int = 256, classes=None, engine: str = "keras") -> dict:
+                    block_size: int = 2048, batch_size: int = 256, classes=None, engine: str = "auto") -> dict:
     """:func:`predict_files` with one task per file on ``executor`` (a Dask cluster's): each worker
     loads the ensemble once from its ``.keras`` files and writes its file's shard
     (``<output>.shards/NNNNN.csv``); the shards are appended to ``output`` in input order, so it
@@ -180,6 +206,9 @@ def predict_sharded(model_paths: list, inputs: list, output, executor, on_error:
     classes = model_classes(model_paths, load_models(model_paths), classes)
     output = Path(output)
     header, done = _open_output(output, classes)
+    if engine == "auto":  # chosen here, on the driver's machine, for every worker
+        engine = resolve_engine(engine, model_paths, classes, _count_events([p for p in inputs if str(p) not in done]),
+                                batch_size)
     shards = output.with_name(output.name + ".shards")
     shards.mkdir(parents=True, exist_ok=True)
     todo = [(i, str(p)) for i, p in enumerate(inputs) if str(p) not in done]

@@ -22,6 +22,7 @@ counts (an Intel AMX and an AMD AVX-512 CPU; ``onednn_guard``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -107,10 +108,25 @@ def class_list(params: dict, classes=None) -> tuple:
 
 def build(params: dict, width_scale=1.0, jit_compile: bool = False, classes=None) -> "keras.Model":
     """NEWSnet with ``params`` (Appendix A names) and one output per class of ``classes``
-    (:func:`class_list`), compiled with Adam and the combined loss."""
+    (:func:`class_list`), compiled with Adam and the combined loss; in ``params["precision"]``
+    (:func:`precision_policy`, default float32)."""
     classes = class_list(params, classes)
-    return compile_model(newsnet(**scaled_widths(params, width_scale), n_classes=len(classes)), params, jit_compile,
-                         classes)
+    with precision_policy(params.get("precision", "float32")):
+        model = newsnet(**scaled_widths(params, width_scale), n_classes=len(classes))
+    return compile_model(model, params, jit_compile, classes)
+
+
+@contextlib.contextmanager
+def precision_policy(precision: str):
+    """Build layers under Keras' dtype policy ``precision`` (``float32``, or ``mixed_bfloat16``:
+    bfloat16 arithmetic on float32 weights; the class layer stays float32), the global policy
+    restored afterwards. A layer keeps the policy it was built with, also when saved and loaded."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 class ExponentialDecay(keras.callbacks.Callback):
@@ -274,7 +290,7 @@ class BackupWithRandomState(keras.callbacks.BackupAndRestore):
 
 
 def fit(params: dict, train, validation, epochs: int, workdir, width_scale=1.0, ensemble: int = 0,
-        verbose: int = 0, classes=None, early_stopping: dict | None = None, log_dir=None):
+        verbose: int = 0, classes=None, early_stopping: dict | None = None, log_dir=None, seed: int | None = None):
     """Train, writing ``epoch_NNN.keras`` after every epoch into ``workdir``; an interrupted fit
     resumes from ``workdir/backup`` (BackupAndRestore); a finished one is loaded, not redone.
     At every epoch's end the batch-normalisation statistics are re-estimated on training batches
@@ -284,7 +300,10 @@ def fit(params: dict, train, validation, epochs: int, workdir, width_scale=1.0, 
     checked against it (:class:`models.ClassListError` when the fit there used another);
     early_stopping : {"smoothing", "patience"} (:func:`stop_epoch`; needs ``validation``; never
     before the ensemble's epochs exist). The last epoch trained is recorded in ``network.json``.
-    log_dir : TensorBoard logs (loss, ``val_loss``, ``val_auc``, learning rate per epoch) there.
+    log_dir : TensorBoard logs (loss, ``val_loss``, ``val_auc``, learning rate per epoch) there;
+    seed : Keras' global seed, set right before the network is built, after the XLA decision, whose
+    timing builds networks of its own (:func:`use_xla`): the initial weights are then the same
+    whether that timing ran now or was read from the machine's cache.
     Returns (model, history DataFrame, ensemble member paths: the last ``ensemble`` epochs up to
     the last epoch trained). One process at a time fits in ``workdir`` (:mod:`locks`): a second waits
     and then reads the finished fit back.
@@ -293,11 +312,11 @@ def fit(params: dict, train, validation, epochs: int, workdir, width_scale=1.0, 
     workdir.mkdir(parents=True, exist_ok=True)
     with locks.exclusive(workdir, f"the fit in {workdir}"):
         return _fit(params, train, validation, epochs, workdir, width_scale, ensemble, verbose, classes,
-                    early_stopping, log_dir)
+                    early_stopping, log_dir, seed)
 
 
 def _fit(params, train, validation, epochs, workdir: Path, width_scale, ensemble, verbose, classes, early_stopping,
-         log_dir=None):
+         log_dir=None, seed=None):
     classes = class_list(params, classes)
     check_classes(workdir, classes)
     es = dict(early_stopping or {})
@@ -318,9 +337,10 @@ def _fit(params, train, validation, epochs, workdir: Path, width_scale, ensemble
         model = load_member(workdir / f"epoch_{last:03d}.keras", classes)
         return model, _history(workdir), _members(workdir, int(last), ensemble)
     _write_network(workdir, classes)
-    model = build(params, width_scale, classes=classes,
-                  jit_compile=use_xla({**params, "classes": list(classes)}, width_scale, train.batch_size,
-                                      epochs * len(train) * train.batch_size))
+    jit = use_xla({**params, "classes": list(classes)}, width_scale, train.batch_size, epochs * len(train) * train.batch_size)
+    if seed is not None:
+        keras.utils.set_random_seed(int(seed))  # after the XLA timing, which draws initial weights of its own
+    model = build(params, width_scale, classes=classes, jit_compile=jit)
     callbacks = [
         schedule_callback(params, epochs),
         # before the callbacks that save or log the epoch; val_loss and val_auc from one validation pass
