@@ -243,9 +243,11 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, models):
 
 
 @pytest.mark.parametrize("shape, filters, kernel, strides", [
-    ((9, 40, 40, 1), 4, 3, 1), ((9, 40, 40, 3), 5, 3, 2), ((5, 20, 20, 8), 6, 1, 2), ((4, 10, 10, 2), 3, 3, 2)])
+    ((9, 40, 40, 1), 4, 3, 1), ((9, 40, 40, 3), 5, 3, 2), ((5, 20, 20, 8), 6, 1, 2), ((4, 10, 10, 2), 3, 3, 2),
+    ((5, 10, 10, 20), 4, 3, 1), ((4, 10, 10, 24), 3, 3, 2)])  # the last two: wider than BANDED_MAX_CHANNELS
 def test_depth_folded_convolution_is_keras_conv3d(models, rng, shape, filters, kernel, strides):
-    """Same weights, same output as keras.layers.Conv3D ('same' padding), odd and even depths, strides."""
+    """Same weights, same output as keras.layers.Conv3D ('same' padding), odd and even depths, strides,
+    narrow inputs (the banded kernel) and wide ones (the shifted copies)."""
     keras = models.keras
     x = rng.normal(size=(2,) + shape).astype(np.float32)
     reference = keras.layers.Conv3D(filters, kernel, strides=strides, padding="same")
@@ -257,6 +259,26 @@ def test_depth_folded_convolution_is_keras_conv3d(models, rng, shape, filters, k
     expected, result = np.asarray(reference(x)), np.asarray(folded(x))
     assert result.shape == expected.shape
     np.testing.assert_allclose(result, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("strides", [1, 2])
+def test_banded_and_shifted_depth_folds_give_the_same_outputs_and_gradients(models, rng, strides):
+    """The two computations of DepthFoldedConv3D (banded kernel for narrow inputs, shifted copies)
+    agree in output and in the gradients of the kernel, the bias and the input."""
+    from emulsion_core.networks.tf_quiet import tf
+    layer = models.DepthFoldedConv3D(6, 3, strides=strides)
+    x = tf.constant(rng.normal(size=(3, 9, 12, 12, 4)).astype(np.float32))
+    layer.build(x.shape)
+    layer.bias.assign(rng.normal(size=6).astype(np.float32))
+    out = {}
+    for path in ("_banded", "_shifted"):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = getattr(layer, path)(x)
+            loss = tf.reduce_sum(tf.sin(y))
+        out[path] = [np.asarray(y)] + [np.asarray(g) for g in tape.gradient(loss, [x, layer.kernel, layer.bias])]
+    for a, b in zip(out["_banded"], out["_shifted"]):
+        np.testing.assert_allclose(a, b, rtol=0, atol=2e-5 * max(1.0, np.abs(b).max()))
 
 
 def test_learning_rate_decays_per_batch_to_the_decay_rate_at_the_end(models):
