@@ -83,7 +83,7 @@ def test_run_all_smoke_writes_every_output(smoke_run, monkeypatch):
     assert len(calls) == profiles.load("smoke").search["n_calls"]
     assert [h["call"] for h in history if h["repeat"]] == [max(calls, key=lambda h: h["score"])["call"]]
     assert all(h["filters_1"] == 64 and h["decay_rate"] == 0.1 for h in history)  # not searched at smoke
-    assert len(list(results.path("smoke", "final_fit").glob("epoch_*.keras"))) == 3
+    assert len(list(results.path("smoke", "final_fit").glob("epoch_*.keras"))) == profiles.load("smoke").training["epochs"]
     logs = results.path("smoke", "logs")  # TensorBoard: the final fit (with val_auc) and every search fold
     assert list((logs / "final" / "train").glob("events.out.tfevents.*")) and list(logs.glob("search/*/fold0/train/*"))
     assert "val_auc" in pd.read_csv(results.path("smoke", "final_fit") / "history.csv").columns
