@@ -90,7 +90,8 @@ def test_engine_measured_once_per_machine_and_architecture_and_honoured(ensemble
     from emulsion_core.networks import engine_choice, predict
     monkeypatch.setenv("EMULSION_DL_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv(engine_choice.OVERRIDE_ENV, raising=False)
-    assert engine_choice.choose(ensemble, CLASSES, 1_000, 64) == "keras"
+    models = predict.load_models(ensemble)
+    assert engine_choice.choose(models, ensemble, CLASSES, 1_000, 64) == "keras"
     assert not engine_choice.cache_file().exists()
     calls = []
     real = engine_choice.time_engines
@@ -102,10 +103,10 @@ def test_engine_measured_once_per_machine_and_architecture_and_honoured(ensemble
         return {**out, "onnx_s_per_event": 0.1 * out["keras_s_per_event"]}  # pretend ONNX Runtime is 10x faster
 
     monkeypatch.setattr(engine_choice, "time_engines", timed)
-    assert engine_choice.choose(ensemble, CLASSES, 10**7, 64) == "onnx"
-    assert engine_choice.choose(ensemble, CLASSES, 10**7, 64) == "onnx" and len(calls) == 1  # from the cache
+    assert engine_choice.choose(models, ensemble, CLASSES, 10**7, 64) == "onnx"
+    assert engine_choice.choose(models, ensemble, CLASSES, 10**7, 64) == "onnx" and len(calls) == 1  # from the cache
     assert predict.resolve_engine("auto", ensemble, CLASSES, 10**7, 64) == "onnx"
     monkeypatch.setenv(engine_choice.OVERRIDE_ENV, "keras")
-    assert engine_choice.choose(ensemble, CLASSES, 10**7, 64) == "keras"
+    assert engine_choice.choose(models, ensemble, CLASSES, 10**7, 64) == "keras"
     with pytest.raises(ValueError, match="scoring engine"):
         predict.resolve_engine("tensorrt", ensemble, CLASSES, 10, 64)

@@ -118,8 +118,7 @@ def search_objective(profile: Profile, params: dict, replica: int = 0) -> float:
         _SEARCH_DATA[key] = (images, y, camera_max(profile))
     images, y, scale = _SEARCH_DATA[key]
     names = classes(profile)
-    practice = {"classes": names, "class_balance": profile.training["class_balance"],
-                "precision": profile.network.get("precision", "float32")}
+    practice = {"classes": names, "class_balance": profile.training["class_balance"], "precision": profile.network.get("precision", "float32")}
     logs = results.path(profile.name, "logs") / "search" / f"{provenance.digest(params)[:12]}_r{replica}"
     return search.cross_validated_auc({**params, **practice}, images, y, cfg["folds"], cfg["epochs"],
                                       profile.network["width_scale"], profile.network["batch_size"],
@@ -160,10 +159,10 @@ def train_final(profile: Profile, params: dict, verbose: int = 0, seed: int | No
     val = sequences.EventSequence(x_val, y_val, net["batch_size"], camera_max=camera_max(profile), n_classes=len(names))
     folder = fit_dir(profile, seed)
     resume_or_restart(folder, fit_stamp(profile, params, seed), "the final fit")
-    _, history, members = training.fit({**params, "precision": net.get("precision", "float32")}, train, val,
-                                       tr["epochs"], folder, net["width_scale"], tr["ensemble"],
-                                       verbose, classes=names, early_stopping=tr["early_stopping"],
-                                       log_dir=results.path(profile.name, "logs") / folder.name, seed=seed)
+    logs = results.path(profile.name, "logs") / folder.name
+    _, history, members = training.fit({**params, "precision": net.get("precision", "float32")}, train, val, tr["epochs"], folder,
+                                       net["width_scale"], tr["ensemble"], verbose, classes=names,
+                                       early_stopping=tr["early_stopping"], log_dir=logs, seed=seed)
     return history, members
 
 
@@ -188,15 +187,14 @@ def score(profile: Profile, members: list, splits=None, save: bool = True) -> tu
     classes of the members' mean probabilities, ``scoring.ensemble_log_odds``; ``score_std``: the
     members' spread of their own log-odds; ``p_signal``: the ensemble's summed carbon probability,
     for display; ``predicted``: the most probable class) and the members' logits (M, N, C)
-    float64, C = len(classes). The members must have been trained with the profile's class list
-    (:class:`models.ClassListError`). The engine (Keras or ONNX Runtime) is the faster on this machine
-    for this many events (``predict.resolve_engine``, ``EMULSION_ENGINE`` overrides). With ``save``, both are saved in
-    ``results/<profile>/newsnet/`` (``scores.csv``, ``member_logits.npy``)."""
+    float64, C = len(classes), by the faster engine here (``predict.resolve_engine``). The members
+    must have been trained with the profile's class list (:class:`models.ClassListError`). With
+    ``save``, both are saved in ``results/<profile>/newsnet/`` (``scores.csv``, ``member_logits.npy``)."""
     from emulsion_core.networks import predict
     names, splits = classes(profile), evaluation_splits(profile) if splits is None else splits
     predict.model_classes(members, predict.load_models(members), names)
-    n_events = sum(len(split_data(profile, split, with_images=False)[0]) for split in splits)
-    engine = predict.resolve_engine("auto", members, names, n_events, scoring.INFERENCE_BATCH)
+    engine = predict.resolve_engine("auto", members, names, sum(len(split_data(profile, s, with_images=False)[0])
+                                                                for s in splits), scoring.INFERENCE_BATCH)
     tables, logits = [], []
     for split in splits:
         rows, images, _ = split_data(profile, split)
@@ -275,8 +273,8 @@ def efficiency_band(table: pd.DataFrame, logits: np.ndarray, signal: str, split:
 
 
 def throughput(model, images: np.ndarray, batch_size: int, camera_max: float, repeats: int = 1) -> dict:
-    """Training (at ``batch_size``) and inference (at ``scoring.INFERENCE_BATCH``) events/s of ``model``
-    on ``images`` (one epoch each, after a warm-up); camera_max : their range, ADU."""
+    """Training (``batch_size``) and inference (``scoring.INFERENCE_BATCH``) events/s of ``model`` on
+    ``images`` (one epoch each, after a warm-up); camera_max : their range, ADU."""
     labels = np.arange(len(images)) % int(model.output_shape[-1])
     if not getattr(model, "compiled", False):  # a network loaded for inference
         model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=training.CombinedLoss(0.5))
@@ -305,16 +303,14 @@ def reduction_at_reference(table: pd.DataFrame, column: str = "score") -> dict:
     cut = table1.reference_cut(table, column)[0]
     return metrics.reduction_factor(table1.select(table, "fog", "validation")[column], cut)
 
-def seed_spread(profile: Profile, params: dict, cut: float | None = None, verbose: int = 0,
-                executor=None) -> pd.DataFrame:
+def seed_spread(profile: Profile, params: dict, cut: float | None = None, verbose: int = 0, executor=None) -> pd.DataFrame:
     """The final configuration fitted with the profile's seed and each of ``training.seeds``
     (:func:`train_final`, resumable; on ``executor``'s workers at once when given), each ensemble
     cut at the SAME log-odds ``cut`` (default notebook 04's): one :func:`seed_row` per seed."""
     if cut is None:
         cut = json.loads(results.path(profile.name, "newsnet_threshold").read_text())["value"]
     executor = executor or search.SerialExecutor()
-    futures = [executor.submit(seed_row, profile, params, s, float(cut), verbose)
-               for s in (profile.seed, *profile.training["seeds"])]
+    futures = [executor.submit(seed_row, profile, params, s, float(cut), verbose) for s in (profile.seed, *profile.training["seeds"])]
     return pd.DataFrame([f.result() for f in futures])
 
 

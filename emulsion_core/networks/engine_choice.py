@@ -49,12 +49,12 @@ def decide(keras_s: float, onnx_s: float, export_s: float, n_events: int) -> str
     return "onnx" if onnx_s < MARGIN * keras_s and n_events * (keras_s - onnx_s) > export_s else "keras"
 
 
-def time_engines(model_paths: list, classes, batch_size: int, events: int = TIMING_EVENTS, seed: int = 0) -> dict:
-    """Seconds per event of Keras and of ONNX Runtime (after a warm-up batch each) on ``events``
-    random preprocessed events, and the seconds the ONNX session took to make (export included
-    when it was not cached)."""
-    from emulsion_core.networks import export, predict, scoring
-    models = predict.load_models(model_paths)
+def time_engines(models: list, model_paths: list, classes, batch_size: int, events: int = TIMING_EVENTS,
+                 seed: int = 0) -> dict:
+    """Seconds per event of Keras (``models``, loaded from ``model_paths``) and of ONNX Runtime (after
+    a warm-up batch each) on ``events`` random preprocessed events, and the seconds the ONNX session
+    took to make (export included when it was not cached)."""
+    from emulsion_core.networks import export, scoring
     shape = (events,) + tuple(models[0].inputs[0].shape[1:])
     x = np.random.default_rng(seed).normal(0.0, 0.05, shape).astype("float32")
     for m in models:
@@ -72,27 +72,27 @@ def time_engines(model_paths: list, classes, batch_size: int, events: int = TIMI
     return {"keras_s_per_event": keras_s, "onnx_s_per_event": (time.perf_counter() - t) / events, "export_s": export_s}
 
 
-def _key(model_paths: list, batch_size: int) -> str:
+def _key(models: list, batch_size: int) -> str:
     """Machine, architecture (the first member's configuration, weights aside), ensemble size, batch."""
-    from emulsion_core.networks import predict
     from emulsion_core.networks.onednn_guard import machine_key
-    config = predict.load_models(model_paths)[0].get_config()
-    return hashlib.sha256(json.dumps({"machine": machine_key(), "config": config, "members": len(model_paths),
+    config = models[0].get_config()
+    return hashlib.sha256(json.dumps({"machine": machine_key(), "config": config, "members": len(models),
                                       "batch_size": int(batch_size)}, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def choose(model_paths: list, classes, n_events: int, batch_size: int, cache_dir=None) -> str:
-    """The engine (:data:`ENGINES`) to score ``n_events`` with the ensemble of ``model_paths``."""
+def choose(models: list, model_paths: list, classes, n_events: int, batch_size: int, cache_dir=None) -> str:
+    """The engine (:data:`ENGINES`) to score ``n_events`` with the ensemble ``models`` (the networks
+    of ``model_paths``, loaded)."""
     override = os.environ.get(OVERRIDE_ENV, "").lower()
     if override in ENGINES:
         return override
     if n_events <= MIN_EVENTS:
         return "keras"
-    path, key = cache_file(cache_dir), _key(model_paths, batch_size)
+    path, key = cache_file(cache_dir), _key(models, batch_size)
     cached = _read(path).get(key)
     if cached is None:
         try:
-            cached = time_engines(model_paths, classes, batch_size)
+            cached = time_engines(models, model_paths, classes, batch_size)
         except Exception as err:  # noqa: BLE001 (an exporter's failure must not stop the scoring)
             print(f"[engine] keras: the ONNX export or runtime failed here ({type(err).__name__}: {err})",
                   file=sys.stderr)

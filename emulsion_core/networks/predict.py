@@ -70,7 +70,7 @@ def resolve_engine(engine: str, model_paths: list, classes, n_events: int, batch
     if engine != "auto":
         return engine
     from emulsion_core.networks import engine_choice
-    return engine_choice.choose(model_paths, classes, n_events, batch_size)
+    return engine_choice.choose(load_models(model_paths), model_paths, classes, n_events, batch_size)
 
 
 def ensemble_logits(model_paths, classes, images, camera_max, engine: str = "keras", batch_size: int = 256) -> np.ndarray:
