@@ -13,8 +13,6 @@ cached per machine (``onednn_guard.machine_key``), architecture, ensemble size a
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import sys
 import time
@@ -22,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emulsion_core.storage import atomic
+from emulsion_core.networks import timings
 
 ENGINES = ("keras", "onnx")
 MIN_EVENTS = 20_000  # below this, an export (~2.5 s per member) costs more than ONNX could save
@@ -32,15 +30,7 @@ OVERRIDE_ENV = "EMULSION_ENGINE"
 
 
 def cache_file(cache_dir=None) -> Path:
-    from emulsion_core.networks.onednn_guard import cache_file as guard_cache
-    return guard_cache(cache_dir).with_name("engine_choice.json")
-
-
-def _read(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
+    return timings.cache_file("engine_choice", cache_dir)
 
 
 def decide(keras_s: float, onnx_s: float, export_s: float, n_events: int) -> str:
@@ -74,10 +64,7 @@ def time_engines(models: list, model_paths: list, classes, batch_size: int, even
 
 def _key(models: list, batch_size: int) -> str:
     """Machine, architecture (the first member's configuration, weights aside), ensemble size, batch."""
-    from emulsion_core.networks.onednn_guard import machine_key
-    config = models[0].get_config()
-    return hashlib.sha256(json.dumps({"machine": machine_key(), "config": config, "members": len(models),
-                                      "batch_size": int(batch_size)}, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return timings.key(config=models[0].get_config(), members=len(models), batch_size=int(batch_size))
 
 
 def choose(models: list, model_paths: list, classes, n_events: int, batch_size: int, cache_dir=None) -> str:
@@ -89,7 +76,7 @@ def choose(models: list, model_paths: list, classes, n_events: int, batch_size: 
     if n_events <= MIN_EVENTS:
         return "keras"
     path, key = cache_file(cache_dir), _key(models, batch_size)
-    cached = _read(path).get(key)
+    cached = timings.recall(path, key)
     if cached is None:
         try:
             cached = time_engines(models, model_paths, classes, batch_size)
@@ -97,10 +84,7 @@ def choose(models: list, model_paths: list, classes, n_events: int, batch_size: 
             print(f"[engine] keras: the ONNX export or runtime failed here ({type(err).__name__}: {err})",
                   file=sys.stderr)
             return "keras"
-        records = _read(path)
-        records[key] = cached
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic.write_json(path, records, indent=1)
+        timings.remember(path, key, cached)
     use = decide(cached["keras_s_per_event"], cached["onnx_s_per_event"], cached["export_s"], n_events)
     print(f"[engine] {use} for {n_events} events: Keras {1 / cached['keras_s_per_event']:.0f} events/s, ONNX Runtime "
           f"{1 / cached['onnx_s_per_event']:.0f} events/s (+{cached['export_s']:.0f} s to export), measured on this "

@@ -13,14 +13,12 @@ configuration and batch size in ``~/.cache/emulsion-dl/`` (``EMULSION_DL_CACHE``
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import sys
 import time
 from pathlib import Path
 
-from emulsion_core.storage import atomic
+from emulsion_core.networks import timings
 
 MIN_EVENT_PASSES = 20_000  # below this, the compilation costs more than XLA could save
 MARGIN = 0.9  # XLA's step time must be below this fraction of the plain step time
@@ -28,15 +26,7 @@ OVERRIDE_ENV = "EMULSION_XLA"
 
 
 def cache_file(cache_dir=None) -> Path:
-    from emulsion_core.networks.onednn_guard import cache_file as guard_cache
-    return guard_cache(cache_dir).with_name("xla_choice.json")
-
-
-def _read(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
+    return timings.cache_file("xla_choice", cache_dir)
 
 
 def decide(plain_s: float, xla_s: float, compile_s: float, steps: int) -> bool:
@@ -76,21 +66,16 @@ def choose(model_factory, config: dict, batch_size: int, event_passes: int, cach
     if event_passes <= MIN_EVENT_PASSES:
         return False
     from emulsion_core.networks.models import keras
-    from emulsion_core.networks.onednn_guard import machine_key
-    key = hashlib.sha256(json.dumps({"machine": machine_key(), "config": config, "batch_size": batch_size},
-                                    sort_keys=True, default=str).encode()).hexdigest()[:16]
+    key = timings.key(config=config, batch_size=batch_size)
     path = cache_file(cache_dir)
-    cached = _read(path).get(key)
+    cached = timings.recall(path, key)
     if cached is None:
         plain, plain_first = time_steps(model_factory, batch_size, False)
         keras.backend.clear_session()
         xla, xla_first = time_steps(model_factory, batch_size, True)
         keras.backend.clear_session()
         cached = {"plain_s_per_step": plain, "xla_s_per_step": xla, "compile_s": max(xla_first - plain_first, 0.0)}
-        records = _read(path)
-        records[key] = cached
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic.write_json(path, records, indent=1)
+        timings.remember(path, key, cached)
     steps = event_passes // batch_size
     use = decide(cached["plain_s_per_step"], cached["xla_s_per_step"], cached["compile_s"], steps)
     print(f"[xla] {'on' if use else 'off'} for this fit: {1e3 * cached['plain_s_per_step']:.0f} ms per step without XLA, "
