@@ -42,11 +42,23 @@ def barycentres(images: np.ndarray, k_sigma: float = 3.0) -> np.ndarray:
         return np.stack([(wgt * xs).sum(axis=(-1, -2)) / tot, (wgt * ys).sum(axis=(-1, -2)) / tot], axis=-1)
 
 
-# the longest file first: with the suite spread over workers (run_tests.sh: pytest-xdist, --dist loadfile)
-# the smoke pipeline (~5 min) then runs beside the rest instead of after it
-LONGEST_FIRST = ("test_pipeline.py", "test_concurrency.py", "test_run_all_profiles.py")
+# pytest-xdist (run_tests.sh: two workers, --dist loadfile) hands each worker its first files round-robin in
+# collection order, before any finishes: the smoke pipeline (~6 min) first, the other heavy files at the
+# odd places (the other worker), light files at the even ones, so the pipeline's worker is not left with
+# heavy files queued behind it
+HEAVY = ("test_pipeline.py", "test_concurrency.py", "test_run_all_profiles.py", "test_newsnet_soundness.py",
+         "test_onednn_guard.py", "test_cluster.py", "test_newsnet.py")
+LIGHT = ("test_metrics.py", "test_camera_convention.py", "test_provenance.py", "test_profiles.py",
+         "test_references.py", "test_io.py")
 
 
 def pytest_collection_modifyitems(config, items):
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+    files = list(dict.fromkeys(item.path.name for item in items))
+    heavy = [f for f in HEAVY if f in files]
+    light = [f for f in LIGHT if f in files]
+    order = heavy[:1]
+    for i, f in enumerate(heavy[1:]):
+        order += [f] + light[i:i + 1]
+    order += [f for f in files if f not in order]
+    rank = {name: i for i, name in enumerate(order)}
+    items.sort(key=lambda item: rank[item.path.name])
