@@ -42,23 +42,7 @@ def barycentres(images: np.ndarray, k_sigma: float = 3.0) -> np.ndarray:
         return np.stack([(wgt * xs).sum(axis=(-1, -2)) / tot, (wgt * ys).sum(axis=(-1, -2)) / tot], axis=-1)
 
 
-# pytest-xdist (run_tests.sh: two workers, --dist loadfile) hands each worker its first files round-robin in
-# collection order, before any finishes: the smoke pipeline (~6 min) first, the other heavy files at the
-# odd places (the other worker), light files at the even ones, so the pipeline's worker is not left with
-# heavy files queued behind it
-HEAVY = ("test_pipeline.py", "test_concurrency.py", "test_run_all_profiles.py", "test_newsnet_soundness.py",
-         "test_onednn_guard.py", "test_cluster.py", "test_newsnet.py")
-LIGHT = ("test_metrics.py", "test_camera_convention.py", "test_provenance.py", "test_profiles.py",
-         "test_references.py", "test_io.py")
-
-
+# the smoke pipeline's file (~6 min, the longest) first: with the suite on two pytest-xdist workers
+# (run_tests.sh, --dist loadfile) it then runs beside the other files instead of after them
 def pytest_collection_modifyitems(config, items):
-    files = list(dict.fromkeys(item.path.name for item in items))
-    heavy = [f for f in HEAVY if f in files]
-    light = [f for f in LIGHT if f in files]
-    order = heavy[:1]
-    for i, f in enumerate(heavy[1:]):
-        order += [f] + light[i:i + 1]
-    order += [f for f in files if f not in order]
-    rank = {name: i for i, name in enumerate(order)}
-    items.sort(key=lambda item: rank[item.path.name])
+    items.sort(key=lambda item: item.path.name != "test_pipeline.py")

@@ -193,13 +193,10 @@ def score(profile: Profile, members: list, splits=None, save: bool = True) -> tu
     from emulsion_core.networks import predict
     names, splits = classes(profile), evaluation_splits(profile) if splits is None else splits
     predict.model_classes(members, predict.load_models(members), names)
-    engine = predict.resolve_engine("auto", members, names, sum(len(split_data(profile, s, with_images=False)[0])
-                                                                for s in splits), scoring.INFERENCE_BATCH)
-    tables, logits = [], []
-    for split in splits:
-        rows, images, _ = split_data(profile, split)
-        logits.append(predict.ensemble_logits(members, names, images, camera_max(profile), engine, scoring.INFERENCE_BATCH))
-        tables.append(rows)
+    tables = [split_data(profile, split, with_images=False)[0] for split in splits]  # the engine needs the count first
+    engine = predict.resolve_engine("auto", members, names, sum(map(len, tables)), scoring.INFERENCE_BATCH)
+    logits = [predict.ensemble_logits(members, names, dataset.load_images(dataset.dataset_dir(profile), rows),
+                                      camera_max(profile), engine, scoring.INFERENCE_BATCH) for rows in tables]
     table = pd.concat(tables, ignore_index=True)
     logits = np.concatenate(logits, axis=1)
     table["score"] = scoring.ensemble_log_odds(logits, names)

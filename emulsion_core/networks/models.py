@@ -46,9 +46,10 @@ def _triple(v) -> tuple:
 
 
 BANDED_MAX_CHANNELS = 16  # DepthFoldedConv3D folds the whole depth into one product up to this many input channels
-# (measured: the default NEWSnet, whose 3x3x3 layers have <= 16 input channels, trained 229 events/s against 165 for
-# the shifted copies, 226 with every layer banded; wide layers (the paper's widths) keep the shifted copies, whose
-# matrix products are already wide and cost kd / D of the banded FLOPs)
+# (the default NEWSnet's 3x3x3 layers). Its speed is not established: on a 2-core AMD EPYC (AVX-512) whose speed
+# drifts by tens of %, short timings said 165 -> 229 training events/s, an interleaved one 150 -> 199 (inference
+# 560 -> 516), and `default` search calls showed no gain (README "Speed"). Wide layers keep the shifted copies,
+# whose matrix products are already wide and cost kd / D of the banded FLOPs.
 
 
 @keras.saving.register_keras_serializable(package="emulsion_core")
@@ -90,8 +91,8 @@ class DepthFoldedConv3D(keras.layers.Layer):
         axes are folded into channels on both sides, (D C) -> (D_out F), with the kernel as a
         banded matrix in depth (zero where |d_in - d_out| exceeds the kernel's reach; built from
         the 5D kernel at every call). Wasteful in FLOPs (D / kd times), but a few wide matrix
-        products instead of many narrow ones: NEWSnet's narrow stem trained 1.4x and scored 1.16x
-        faster on a 2-core AMD EPYC (AVX-512), the outputs bit for bit those of :meth:`_shifted`."""
+        products instead of many narrow ones (speed: :data:`BANDED_MAX_CHANNELS`); the outputs bit
+        for bit those of :meth:`_shifted` on a 2-core AMD EPYC (AVX-512)."""
         ops = keras.ops
         kd, kh, kw = self.kernel_size
         _, depth, height, width, channels = x.shape

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from emulsion_core.formats import hdf5
 from emulsion_core.config.paper import PAPER_CLASSES
+from emulsion_core.networks import engine_choice
 from emulsion_core.networks.models import ClassListError, check_output
 
 
@@ -59,7 +60,7 @@ def load_models(model_paths: list) -> list:
     return _MODELS[key]
 
 
-ENGINES = ("auto", "keras", "onnx")  # auto: the faster here, measured (engine_choice)
+ENGINES = ("auto", *engine_choice.ENGINES)  # auto: the faster here, measured
 
 
 def resolve_engine(engine: str, model_paths: list, classes, n_events: int, batch_size: int) -> str:
@@ -69,7 +70,6 @@ def resolve_engine(engine: str, model_paths: list, classes, n_events: int, batch
         raise ValueError(f"scoring engine {engine!r}: expected one of {', '.join(ENGINES)}")
     if engine != "auto":
         return engine
-    from emulsion_core.networks import engine_choice
     return engine_choice.choose(load_models(model_paths), model_paths, classes, n_events, batch_size)
 
 
