@@ -94,11 +94,14 @@ for cell in nb.cells:
 raise SystemExit(1)
 PY
         echo "(executed notebook: $reports/$base.ipynb, log: $reports/$base.log)" >&2
+        # the notebooks that ran, and the failed one as far as it got, rendered and listed
+        python -m emulsion_core report --profile "$profile_file" ${durations[@]+"${durations[@]}"} \
+            ${notebooks[@]+"${notebooks[@]}"} "$base" > /dev/null 2>&1 || true
         exit 1
     fi
-    jupyter nbconvert --to html --no-input --log-level WARN "$reports/$base.ipynb" --output-dir "$reports" >> "$reports/$base.log" 2>&1
     notebooks+=("$base")
     durations+=(--duration "$base=$(( $(date +%s) - t0 ))")
 done
+# every report rendered to HTML (without its code) in one process, and the index written
 python -m emulsion_core report --profile "$profile_file" "${durations[@]}" "${notebooks[@]}"
 echo "== done in $(( $(date +%s) - start )) s: open $reports/index.html"

@@ -98,6 +98,33 @@ def test_tiny_network_learns(models):
     assert losses[-1] < 0.9 * losses[0], losses
 
 
+def _traced_steps_and_weights(prebuild: bool, monkeypatch) -> tuple:
+    """A tiny NEWSnet fitted for one epoch: how often its training step was traced, and its weights."""
+    from emulsion_core.config.paper import PAPER_PARAMETERS
+    from emulsion_core.networks import training
+    from emulsion_core.networks.models import keras
+    if not prebuild:
+        monkeypatch.setattr(training, "prebuild_optimizer", lambda model: None)
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(20, 60, (64, 8, 40, 40), dtype=np.uint8), np.arange(64) % 3
+    params = {**PAPER_PARAMETERS, "n_identity": 0, "classes": ["C30keV", "C100keV", "fog"]}
+    keras.utils.set_random_seed(0)
+    model = training.build(params, [0.125, 0.125])
+    traced, step = [], model.train_step
+    model.train_step = lambda data: traced.append(1) or step(data)  # runs once per trace, not per batch
+    training.fit_in_memory(model, params, images, labels, 1, 32, 0, camera_max=255)
+    return len(traced), model.get_weights()
+
+
+def test_the_training_step_is_traced_once_and_trains_as_before(monkeypatch):
+    """Adam's moments created at compile time: the step is traced once (twice when they are created
+    inside the first trace), and the fit ends at the same weights bit for bit."""
+    n_new, new = _traced_steps_and_weights(True, monkeypatch)
+    n_old, old = _traced_steps_and_weights(False, monkeypatch)
+    assert (n_new, n_old) == (1, 2)
+    assert all(np.array_equal(a, b) for a, b in zip(new, old))
+
+
 def test_scan_sequence_streams_every_wanted_event_once_with_mixed_classes(tmp_path):
     import pandas as pd
     from emulsion_core.formats import hdf5

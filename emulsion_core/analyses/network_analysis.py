@@ -275,6 +275,7 @@ def throughput(model, images: np.ndarray, batch_size: int, camera_max: float, re
     labels = np.arange(len(images)) % int(model.output_shape[-1])
     if not getattr(model, "compiled", False):  # a network loaded for inference
         model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=training.CombinedLoss(0.5))
+        training.prebuild_optimizer(model)
     seq = sequences.EventSequence(images, labels, batch_size, shuffle=True, augment=True, camera_max=camera_max,
                                  n_classes=int(model.output_shape[-1]))
     model.fit(seq, epochs=1, verbose=0, shuffle=False)

@@ -75,6 +75,9 @@ def _report(args) -> int:
     from emulsion_core.app import report
     profile = profiles.load(args.profile)
     durations = dict(d.split("=", 1) for d in args.duration or [])
+    from emulsion_core.storage import paths
+    folder = paths.reports_dir(profile.name)
+    report.render_html([folder / f"{nb}.ipynb" for nb in args.notebooks if (folder / f"{nb}.ipynb").exists()])
     path = report.write_index(profile, args.notebooks, durations)
     print(f"report index: {path}")
     return 0
@@ -158,7 +161,7 @@ def parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="validate scan files (attributes, events, every image) and print their attributes")
     i.add_argument("files", nargs="+")
     i.set_defaults(func=_info)
-    r = sub.add_parser("report", help="write reports/<profile>/index.html")
+    r = sub.add_parser("report", help="render the executed notebooks of reports/<profile>/ to HTML and write its index.html")
     r.add_argument("--profile", default="default")
     r.add_argument("--duration", action="append", help="NOTEBOOK=SECONDS, repeatable")
     r.add_argument("notebooks", nargs="*")

@@ -71,6 +71,24 @@ def write_index(profile: Profile, notebooks: list, durations: dict | None = None
     return path
 
 
+def render_html(notebooks) -> list[Path]:
+    """Render each executed notebook (``.ipynb`` path) to HTML beside it, without the code cells (what
+    ``jupyter nbconvert --to html --no-input`` writes), all in this one process: the command line
+    costs ~5 s of start-up per notebook. Returns the HTML paths."""
+    import nbformat
+    from nbconvert import HTMLExporter
+    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    written = []
+    for notebook in map(Path, notebooks):
+        body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4),
+                                              resources={"metadata": {"name": notebook.stem,
+                                                                      "path": str(notebook.parent)}})
+        out = notebook.with_suffix(".html")
+        out.write_text(body, encoding="utf-8")
+        written.append(out)
+    return written
+
+
 def _rel(path: Path, start: Path) -> str:
     import os
     return os.path.relpath(path, start)
