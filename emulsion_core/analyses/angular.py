@@ -74,10 +74,11 @@ def direction_tests(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["sample", "test"])
 
 
-def rotation_check(profile: Profile, n_events: int = 300) -> pd.DataFrame:
+def rotation_check(profile: Profile, n_events: int | None = None) -> pd.DataFrame:
     """Score spread of test events under the 7 other symmetries of the pixel grid (rotations by
     90, 180 and 270 degrees, and the 4 mirrors: the augmentation of training, exact, no
-    interpolation), with the last ensemble member.
+    interpolation), with the last ensemble member; n_events : the first test events of each sample
+    (default the profile's ``angular.rotation_events``).
 
     Returns per sample: events, mean score (log-odds), mean and maximum standard deviation of
     each event's score over the 8 orientations, and the fraction whose selection flips."""
@@ -85,6 +86,8 @@ def rotation_check(profile: Profile, n_events: int = 300) -> pd.DataFrame:
     members = sorted(results.path(profile.name, "final_fit").glob("epoch_*.keras"))
     model = training.load_member(members[-1])
     cut = json.loads(results.path(profile.name, "newsnet_threshold").read_text())["value"]
+    if n_events is None:
+        n_events = (profile.angular or {}).get("rotation_events", 300)
     rows = []
     table, _, _ = network_analysis.split_data(profile, "test", with_images=False)
     picks = {sample: np.flatnonzero(table["sample"] == sample)[:n_events] for sample in SAMPLES}

@@ -51,6 +51,7 @@ class Profile:
     simulation: dict = None  # per_sample_conditions (bool), contamination {sample: {train, test}}
     architectures: dict = None  # budget {epochs, train_fraction}, newsnet [{width_scale, n_identity}], compact [names]
     cluster: dict = None  # where work runs: {where, jobqueue} (emulsion_core.app.cluster)
+    angular: dict = None  # rotation_events: test events per sample in notebook 05's symmetry check
 
     def simulator_config(self):
         """The simulator configuration this profile asks for (defaults + its ``simulation`` section)."""
@@ -68,7 +69,7 @@ class Profile:
 
 
 _KEYS = {"profile", "seed", "dataset", "samples", "events", "validation_fraction", "block_size", "description",
-         "network", "search", "training", "simulation", "architectures", "cluster"}
+         "network", "search", "training", "simulation", "architectures", "cluster", "angular"}
 # NEWSnet sections: key -> (type, minimum, maximum, default); search.dimensions (a list) is checked by _dimensions
 _SECTIONS = {
     "network": {"width_scale": (float, 0.01, 1.0, 1.0), "batch_size": (int, 8, 4096, 256)},
@@ -76,6 +77,7 @@ _SECTIONS = {
                "folds": (int, 2, 10, 3), "train_fraction": (float, 0.01, 1.0, 0.5),
                "repeats": (int, 0, 100, 0), "parallel": (int, 1, 64, 1), "dimensions": (list, None, None, None)},
     "training": {"epochs": (int, 1, 1000, 60), "ensemble": (int, 1, 100, 10)},
+    "angular": {"rotation_events": (int, 1, 1_000_000, 300)},  # notebook 05's symmetry check: test events per sample
 }
 
 
@@ -380,6 +382,7 @@ def from_dict(raw: dict, source: str = "<dict>") -> Profile:
                    network=_section(source, "network", raw.get("network")),
                    search=_section(source, "search", raw.get("search")),
                    training=_section(source, "training", raw.get("training")),
+                   angular=_section(source, "angular", raw.get("angular")),
                    simulation=_simulation(source, raw.get("simulation")),
                    architectures=_architectures(source, raw.get("architectures")),
                    cluster=_cluster(source, raw.get("cluster")))
