@@ -116,6 +116,15 @@ def _traced_steps_and_weights(prebuild: bool, monkeypatch) -> tuple:
     return len(traced), model.get_weights()
 
 
+def test_epoch_timer_leaves_the_tracing_epoch_out():
+    from emulsion_core.networks import training
+    timer = training.EpochTimer()
+    timer.seconds = [5.0, 2.0, 2.0]
+    assert timer.events_per_s(100) == pytest.approx(50.0)  # 2 epochs of 100 events in 4 s
+    timer.seconds = [4.0]
+    assert timer.events_per_s(100) == pytest.approx(25.0)  # one epoch: all there is
+
+
 def test_the_training_step_is_traced_once_and_trains_as_before(monkeypatch):
     """Adam's moments created at compile time: the step is traced once (twice when they are created
     inside the first trace), and the fit ends at the same weights bit for bit."""

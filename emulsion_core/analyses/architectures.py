@@ -131,8 +131,8 @@ def table_path(profile: Profile):
 
 def sweep(profile: Profile, params: dict, progress: bool = True, n_timing: int = 256, executor=None) -> pd.DataFrame:
     """Train and score every entry of :func:`configurations` (resumable); returns one row each:
-    trainable parameters, MFLOPs per event, training and inference events/s on this machine,
-    validation AUC (carbon vs fog) and the fog fraction at the 30 % C100keV validation cut.
+    trainable parameters, MFLOPs per event, training events/s on this machine (the row's own fit,
+    its epochs after the first) and inference events/s (``n_timing`` events), validation AUC (carbon vs fog) and the fog fraction at the 30 % C100keV validation cut.
 
     The compact nets and the depth-matched NEWSnet are also scored on the test splits (test_bulk
     included) and their Table 1 rows (the cut set on validation like every method's) written to
@@ -190,8 +190,9 @@ def _train_and_score(profile: Profile, params: dict, config: dict, train: tuple,
     background = int((~rows["sample"].astype(str).str.startswith("C")).sum())
     keras.utils.set_random_seed(seed)
     model = training.compile_model(build(config, params, len(names)), params, False, names)
+    timer = training.EpochTimer()  # the training events/s of this very fit (its first epoch traces: left out)
     training.fit_in_memory(model, params, variant_input(x_train, config, seed), y_train, budget["epochs"], batch, seed,
-                           camera_max=scale)
+                           camera_max=scale, callbacks=[timer])
     if config.get("variant"):
         save_variant(model, profile, config["variant"])
     method = VARIANT_METHODS.get(config.get("variant")) or (config["name"] if config["kind"] != "newsnet" else None)
@@ -205,7 +206,9 @@ def _train_and_score(profile: Profile, params: dict, config: dict, train: tuple,
         del images
     scored = pd.concat(scored, ignore_index=True)
     validation = scored[scored["split"] == "validation"]
-    rate = throughput(model, x_train[:n_timing], batch, scale)
+    per_epoch = -(-len(y_train) // batch) * batch  # the last batch filled up (full batches)
+    rate = {"train_events_per_s": timer.events_per_s(per_epoch),
+            **throughput(model, x_train[:n_timing], batch, scale, train=False)}
     record = {"architecture": config["name"], "parameters": trainable_parameters(model),
               "MFLOPs per event": round(flops_per_event(model) / 1e6, 1),
               "train events/s": round(rate["train_events_per_s"]),

@@ -26,6 +26,7 @@ import contextlib
 import json
 import math
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -170,7 +171,7 @@ def schedule_callback(params: dict, epochs: int):
 
 def fit_in_memory(model, params: dict, images: np.ndarray, labels: np.ndarray, epochs: int, batch_size: int,
                   seed: int = 0, verbose: int = 0, camera_max: float | None = None,
-                  class_balance: str | None = None, log_dir=None) -> "keras.Model":
+                  class_balance: str | None = None, log_dir=None, callbacks=()) -> "keras.Model":
     """Train a compiled ``model`` on in-memory events (shuffled, augmented, full batches) with the
     learning-rate schedule of ``params``, then re-estimate its batch-normalisation statistics on
     the training events (``batchnorm.recalibrate``), as every network that is evaluated needs.
@@ -178,16 +179,37 @@ def fit_in_memory(model, params: dict, images: np.ndarray, labels: np.ndarray, e
     images : (N, 8, H, W) camera counts of range ``camera_max`` (ADU); labels : (N,) indices of
     the model's classes (one per output); class_balance : as :class:`EventSequence` (default
     ``params["class_balance"]``, else ``"weights"``, the profiles' default); log_dir : TensorBoard
-    logs of the fit (loss and learning rate per epoch) there. Returns ``model``."""
+    logs of the fit (loss and learning rate per epoch) there; callbacks : more Keras callbacks (e.g.
+    :class:`EpochTimer`). Returns ``model``."""
     balance = class_balance or params.get("class_balance", "weights")
     train = EventSequence(images, labels, batch_size, shuffle=True, augment=True, seed=seed, camera_max=camera_max,
                           n_classes=int(model.output_shape[-1]), class_balance=balance)
     # shuffle=False: the sequence shuffles itself, deterministically (see :func:`fit`)
-    callbacks = [schedule_callback(params, epochs)] + ([tensorboard(log_dir)] if log_dir else [])
+    callbacks = [schedule_callback(params, epochs)] + ([tensorboard(log_dir)] if log_dir else []) + list(callbacks)
     model.fit(train, epochs=epochs, verbose=verbose, callbacks=callbacks, shuffle=False)
     batchnorm.recalibrate(model, batchnorm.sequence_batches(
         EventSequence(images, None, batch_size, shuffle=True, seed=seed + 1, full_batches=True, camera_max=camera_max)))
     return model
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Wall time of each epoch of a fit (s), in ``seconds``."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds, self._start = [], None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._start)
+
+    def events_per_s(self, events: int) -> float:
+        """Training events/s of the fit's epochs of ``events`` each, the first (which traces the
+        training step) left out when there are others."""
+        timed = self.seconds[1:] or self.seconds
+        return events * len(timed) / sum(timed) if timed else float("nan")
 
 
 def tensorboard(log_dir) -> "keras.callbacks.TensorBoard":
