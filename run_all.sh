@@ -63,45 +63,8 @@ export EMULSION_ONEDNN_GUARD="$onednn"
 [ "$onednn" = on ] || export TF_ENABLE_ONEDNN_OPTS=0
 python -m emulsion_core prepare --profile "$profile_file"
 
-durations=()
-notebooks=()
-for nb in "$notebooks_dir"/[0-9][0-9]_*.ipynb; do
-    base="$(basename "$nb" .ipynb)"
-    if [ -n "$only" ]; then
-        wanted=0
-        for prefix in ${only//,/ }; do [[ "$base" == "$prefix"* ]] && wanted=1; done
-        [ "$wanted" = 1 ] || continue
-    fi
-    echo "== $base"
-    t0=$(date +%s)
-    # progress bars belong in the terminal and JupyterLab, not in the rendered reports
-    if ! TQDM_DISABLE=1 papermill "$nb" "$reports/$base.ipynb" -p profile "$profile_file" -k python3 --cwd "$notebooks_dir" \
-            --no-progress-bar --log-level WARNING > "$reports/$base.log" 2>&1; then
-        if grep -q DeadKernelError "$reports/$base.log"; then
-            echo "run_all.sh: the kernel of notebook $base died (a crash in native code; if TensorFlow's, see" \
-                 "emulsion_core/networks/onednn_guard.py and try TF_ENABLE_ONEDNN_OPTS=0)" >&2
-        fi
-        echo "run_all.sh: notebook $base failed; its error:" >&2
-        python - "$reports/$base.ipynb" <<'PY' >&2 || tail -n 30 "$reports/$base.log" >&2
-import sys, nbformat
-nb = nbformat.read(sys.argv[1], as_version=4)
-for cell in nb.cells:
-    for out in cell.get("outputs", []):
-        if out.get("output_type") == "error":
-            print(f"  {out['ename']}: {out['evalue']}")
-            print("  in cell:\n    " + cell.source.replace("\n", "\n    "))
-            raise SystemExit(0)
-raise SystemExit(1)
-PY
-        echo "(executed notebook: $reports/$base.ipynb, log: $reports/$base.log)" >&2
-        # the notebooks that ran, and the failed one as far as it got, rendered and listed
-        python -m emulsion_core report --profile "$profile_file" ${durations[@]+"${durations[@]}"} \
-            ${notebooks[@]+"${notebooks[@]}"} "$base" > /dev/null 2>&1 || true
-        exit 1
-    fi
-    notebooks+=("$base")
-    durations+=(--duration "$base=$(( $(date +%s) - t0 ))")
-done
-# every report rendered to HTML (without its code) in one process, and the index written
-python -m emulsion_core report --profile "$profile_file" "${durations[@]}" "${notebooks[@]}"
+# the notebooks in order, each with papermill in its own kernel, driven from one process
+# (emulsion_core/app/notebooks.py); a failed one stops the run with its error; then every report
+# rendered to HTML (without its code) and reports/<profile>/index.html written
+python -m emulsion_core notebooks --profile "$profile_file" --notebook-dir "$notebooks_dir" ${only:+--only "$only"}
 echo "== done in $(( $(date +%s) - start )) s: open $reports/index.html"

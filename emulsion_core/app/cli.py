@@ -1,4 +1,4 @@
-"""The command line: ``python -m emulsion_core {simulate,prepare,info,report,calibrate,export,predict,convert,references,onednn} ...``
+"""The command line: ``python -m emulsion_core {simulate,prepare,info,notebooks,report,calibrate,export,predict,convert,references,onednn} ...``
 (also ``emulsion-dl``)."""
 
 from __future__ import annotations
@@ -68,6 +68,17 @@ def _info(args) -> int:
         print(f"{path}: {len(events)} events, columns {', '.join(events.columns)}")
         print("  " + json.dumps(attrs, default=str))
     return status
+
+
+def _notebooks(args) -> int:
+    from pathlib import Path
+
+    from emulsion_core.app import notebooks
+    from emulsion_core.config import profiles
+    from emulsion_core.storage import paths
+    profile = profiles.load(args.profile)
+    profile_file = str(Path(profile.path).resolve()) if profile.path else args.profile
+    return notebooks.run(profile, profile_file, args.notebook_dir or paths.NOTEBOOKS, args.only)
 
 
 def _report(args) -> int:
@@ -161,6 +172,12 @@ def parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="validate scan files (attributes, events, every image) and print their attributes")
     i.add_argument("files", nargs="+")
     i.set_defaults(func=_info)
+    nb = sub.add_parser("notebooks", help="run the chain's notebooks with papermill into reports/<profile>/, "
+                                          "render them to HTML and write the index (what run_all.sh runs)")
+    nb.add_argument("--profile", default="default", help="profile name or YAML path (default: default)")
+    nb.add_argument("--notebook-dir", default=None, help="the NN_*.ipynb of this folder (default: notebooks/)")
+    nb.add_argument("--only", default=None, help="comma-separated prefixes of the notebooks to run, e.g. 01,02")
+    nb.set_defaults(func=_notebooks)
     r = sub.add_parser("report", help="render the executed notebooks of reports/<profile>/ to HTML and write its index.html")
     r.add_argument("--profile", default="default")
     r.add_argument("--duration", action="append", help="NOTEBOOK=SECONDS, repeatable")
