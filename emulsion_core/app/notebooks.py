@@ -9,7 +9,7 @@ from; what ran, itself included as far as it got, is rendered and indexed.
 
 from __future__ import annotations
 
-import logging
+import contextlib
 import os
 import sys
 import time
@@ -55,17 +55,12 @@ def run(profile: Profile, profile_file: str, folder, only: str | None = None, ou
         name = notebook.stem
         print(f"== {name}", file=out, flush=True)
         executed, log = reports / f"{name}.ipynb", reports / f"{name}.log"
-        handler = logging.FileHandler(log, mode="w")
-        handler.setLevel(logging.WARNING)
-        logger = logging.getLogger("papermill")
-        logger.addHandler(handler)
         t0 = time.monotonic()
         try:
-            papermill.execute_notebook(str(notebook), str(executed), parameters={"profile": profile_file},
-                                       kernel_name="python3", cwd=str(folder), progress_bar=False)
+            with _output_to(log):  # papermill's warnings and the kernel's own output, as the command line kept them
+                papermill.execute_notebook(str(notebook), str(executed), parameters={"profile": profile_file},
+                                           kernel_name="python3", cwd=str(folder), progress_bar=False)
         except Exception as error:  # noqa: BLE001  (any failure stops the chain, reported below)
-            logger.removeHandler(handler)
-            handler.close()
             with open(log, "a") as f:
                 f.write(f"{type(error).__name__}: {error}\n")
             if "DeadKernelError" in type(error).__name__ or "DeadKernelError" in str(error):
@@ -80,13 +75,32 @@ def run(profile: Profile, profile_file: str, folder, only: str | None = None, ou
             except Exception as index_error:  # noqa: BLE001  (the notebook's error is the one to report)
                 print(f"(the reports of this run could not be rendered: {index_error})", file=err)
             return 1
-        logger.removeHandler(handler)
-        handler.close()
         durations[name] = round(time.monotonic() - t0)
         ran.append(name)
     index = _index(profile, reports, ran, durations)
     print(f"report index: {index}", file=out)
     return 0
+
+
+@contextlib.contextmanager
+def _output_to(log: Path):
+    """This process's standard output and error (file descriptors 1 and 2, which the kernel it
+    starts inherits) written to ``log`` while inside."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for f in (fd, *saved):
+            os.close(f)
 
 
 def _index(profile: Profile, reports: Path, names: list, durations: dict) -> Path:
