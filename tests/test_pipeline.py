@@ -81,7 +81,8 @@ def test_run_all_smoke_writes_every_output(smoke_run, monkeypatch):
     assert all(0.0 <= h["score"] <= 1.0 for h in history)
     calls = [h for h in history if not h["repeat"]]
     assert len(calls) == profiles.load("smoke").search["n_calls"]
-    assert [h["call"] for h in history if h["repeat"]] == [max(calls, key=lambda h: h["score"])["call"]]
+    repeats = profiles.load("smoke").search["repeats"]
+    assert [h["call"] for h in history if h["repeat"]] == [max(calls, key=lambda h: h["score"])["call"]] * repeats
     assert all(h["filters_1"] == 64 and h["decay_rate"] == 0.1 for h in history)  # not searched at smoke
     assert len(list(results.path("smoke", "final_fit").glob("epoch_*.keras"))) == profiles.load("smoke").training["epochs"]
     logs = results.path("smoke", "logs")  # TensorBoard: the final fit (with val_auc) and every search fold

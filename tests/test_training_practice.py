@@ -208,10 +208,11 @@ def test_stop_epoch_on_synthetic_loss_curves(losses, smoothing, patience, min_ep
 def test_an_early_stopped_fit_keeps_its_epochs_and_is_not_redone(tmp_path, monkeypatch):
     """The stop rule says 'stop' from epoch 2 on: a 4-epoch fit ends after epoch 2, the ensemble is
     epochs 1-2, and a rerun (also one killed between the stop and the end) trains nothing."""
-    from emulsion_core.networks import sequences, training
+    from emulsion_core.networks import callbacks, sequences, training
     from emulsion_core.config.paper import PAPER_PARAMETERS
     from emulsion_core.networks.models import keras
-    monkeypatch.setattr(training, "stop_epoch", lambda v, *a, **k: 2 if len(v) >= 2 else None)
+    for module in (training, callbacks):  # the fit's resumption reads it, the early-stopping callback applies it
+        monkeypatch.setattr(module, "stop_epoch", lambda v, *a, **k: 2 if len(v) >= 2 else None)
     rng = np.random.default_rng(0)
     images, labels = rng.integers(20, 60, (32, 8, 40, 40), dtype=np.uint8), np.arange(32) % 3
 

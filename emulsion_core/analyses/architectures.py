@@ -22,6 +22,7 @@ classifiers of the images only).
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import as_completed
 
 import numpy as np
@@ -180,7 +181,7 @@ def table_row(profile: Profile, params: dict, config: dict, n_timing: int = 256)
 def _train_and_score(profile: Profile, params: dict, config: dict, train: tuple, n_timing: int) -> dict:
     """One table entry trained at the profile's budget on ``train`` (rows, images, labels) and
     scored: its record (with Table 1 rows for the compact nets and the depth-matched NEWSnet)."""
-    from emulsion_core.analyses.network_analysis import binary_auc, classes, evaluation_splits, split_data, throughput
+    from emulsion_core.analyses.network_analysis import binary_auc, classes, evaluation_splits, split_data
     names, seed = classes(profile), profile.seed
     budget, batch = profile.architectures["budget"], profile.network["batch_size"]
     scale = dataset.camera_max(dataset.dataset_dir(profile))
@@ -220,6 +221,31 @@ def _train_and_score(profile: Profile, params: dict, config: dict, train: tuple,
         table_rows = table1.rows(scored, method, "score", cut, samples=table1.samples_for(names))
         record["table1"] = json.loads(table_rows.to_json(orient="records"))
     return record
+
+
+def throughput(model, images: np.ndarray, batch_size: int, camera_max: float, repeats: int = 1,
+               train: bool = True) -> dict:
+    """Training (``batch_size``) and inference (``scoring.INFERENCE_BATCH``) events/s of ``model`` on
+    ``images`` (one epoch each, after a warm-up); camera_max : their range, ADU; train : False
+    times inference only (a fit timed its own epochs: ``training.EpochTimer``)."""
+    out = {}
+    if train:
+        labels = np.arange(len(images)) % int(model.output_shape[-1])
+        if not getattr(model, "compiled", False):  # a network loaded for inference
+            model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=training.CombinedLoss(0.5))
+            training.prebuild_optimizer(model)
+        seq = sequences.EventSequence(images, labels, batch_size, shuffle=True, augment=True, camera_max=camera_max,
+                                     n_classes=int(model.output_shape[-1]))
+        model.fit(seq, epochs=1, verbose=0, shuffle=False)
+        t = time.perf_counter()
+        model.fit(seq, epochs=1, verbose=0, shuffle=False)
+        out["train_events_per_s"] = len(images) / (time.perf_counter() - t)
+    pseq = sequences.EventSequence(images, None, scoring.INFERENCE_BATCH, camera_max=camera_max)
+    model.predict(pseq, verbose=0)
+    t = time.perf_counter()
+    for _ in range(repeats):
+        model.predict(pseq, verbose=0)
+    return {**out, "inference_events_per_s": repeats * len(images) / (time.perf_counter() - t)}
 
 
 def variant_path(profile: Profile, variant: str):

@@ -9,7 +9,6 @@ The network learns ``network.classes``; its score is the log-odds of carbon agai
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pandas as pd
@@ -267,31 +266,6 @@ def efficiency_band(table: pd.DataFrame, logits: np.ndarray, signal: str, split:
         thr = np.quantile(sig, 1.0 - grid)
         out.append(1.0 - np.searchsorted(bkg, thr, side="right") / len(bkg))
     return grid, np.array(out)
-
-
-def throughput(model, images: np.ndarray, batch_size: int, camera_max: float, repeats: int = 1,
-               train: bool = True) -> dict:
-    """Training (``batch_size``) and inference (``scoring.INFERENCE_BATCH``) events/s of ``model`` on
-    ``images`` (one epoch each, after a warm-up); camera_max : their range, ADU; train : False
-    times inference only (a fit timed its own epochs: ``training.EpochTimer``)."""
-    out = {}
-    if train:
-        labels = np.arange(len(images)) % int(model.output_shape[-1])
-        if not getattr(model, "compiled", False):  # a network loaded for inference
-            model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=training.CombinedLoss(0.5))
-            training.prebuild_optimizer(model)
-        seq = sequences.EventSequence(images, labels, batch_size, shuffle=True, augment=True, camera_max=camera_max,
-                                     n_classes=int(model.output_shape[-1]))
-        model.fit(seq, epochs=1, verbose=0, shuffle=False)
-        t = time.perf_counter()
-        model.fit(seq, epochs=1, verbose=0, shuffle=False)
-        out["train_events_per_s"] = len(images) / (time.perf_counter() - t)
-    pseq = sequences.EventSequence(images, None, scoring.INFERENCE_BATCH, camera_max=camera_max)
-    model.predict(pseq, verbose=0)
-    t = time.perf_counter()
-    for _ in range(repeats):
-        model.predict(pseq, verbose=0)
-    return {**out, "inference_events_per_s": repeats * len(images) / (time.perf_counter() - t)}
 
 
 def binary_auc(table: pd.DataFrame, score_column: str = "score", split: str = "validation") -> float:

@@ -1,8 +1,6 @@
-"""Run profiles (``smoke``, ``default``, ``paper``): dataset sizes and seeds, read from YAML.
-
-A profile file names every knob of a run; an unknown key or a bad value raises
-:class:`ProfileError` naming the key. ``run_all.sh`` passes the absolute path of the YAML file
-it was given as the notebooks' ``profile`` parameter, so every notebook resolves exactly that
+"""Run profiles (``smoke``, ``default``, ``paper``): every knob of a run, read from YAML; an unknown
+key or a bad value raises :class:`ProfileError` naming it. ``run_all.sh`` passes the YAML file's
+absolute path as the notebooks' ``profile`` parameter, so every notebook resolves exactly that
 file (:func:`resolve`), never a shipped profile of the same name.
 """
 
