@@ -90,8 +90,7 @@ def test_the_table_resumes_instead_of_retraining(tmp_path, monkeypatch):
     monkeypatch.setattr(network_analysis, "split_data", lambda *a, **k: (table, images, labels))
     monkeypatch.setattr(network_analysis, "evaluation_splits", lambda profile: ("validation", "test"))
     monkeypatch.setattr(architectures.dataset, "camera_max", lambda folder: 255.0)
-    monkeypatch.setattr(architectures, "throughput", lambda *a, **k: {"train_events_per_s": 1.0,
-                                                                          "inference_events_per_s": 2.0})
+    monkeypatch.setattr(architectures, "inference_rate", lambda *a, **k: 2.0)
     fits = []
     monkeypatch.setattr(training, "fit_in_memory", lambda model, *a, **k: fits.append(model.name) or model)
     monkeypatch.setattr(scoring, "class_logits", lambda model, x: np.log(np.tile([0.25, 0.25, 0.5], (n, 1)))

@@ -86,8 +86,7 @@ def rotation_check(profile: Profile, n_events: int | None = None) -> pd.DataFram
     members = sorted(results.path(profile.name, "final_fit").glob("epoch_*.keras"))
     model = training.load_member(members[-1])
     cut = json.loads(results.path(profile.name, "newsnet_threshold").read_text())["value"]
-    if n_events is None:
-        n_events = (profile.angular or {}).get("rotation_events", 300)
+    n_events = profile.angular["rotation_events"] if n_events is None else n_events
     rows = []
     table, _, _ = network_analysis.split_data(profile, "test", with_images=False)
     picks = {sample: np.flatnonzero(table["sample"] == sample)[:n_events] for sample in SAMPLES}

@@ -208,12 +208,10 @@ def _train_and_score(profile: Profile, params: dict, config: dict, train: tuple,
     scored = pd.concat(scored, ignore_index=True)
     validation = scored[scored["split"] == "validation"]
     per_epoch = -(-len(y_train) // batch) * batch  # the last batch filled up (full batches)
-    rate = {"train_events_per_s": timer.events_per_s(per_epoch),
-            **throughput(model, x_train[:n_timing], batch, scale, train=False)}
     record = {"architecture": config["name"], "parameters": trainable_parameters(model),
               "MFLOPs per event": round(flops_per_event(model) / 1e6, 1),
-              "train events/s": round(rate["train_events_per_s"]),
-              "inference events/s": round(rate["inference_events_per_s"]),
+              "train events/s": float(np.round(timer.events_per_s(per_epoch))),  # NaN: no epoch timed
+              "inference events/s": float(np.round(inference_rate(model, x_train[:n_timing], scale))),
               "training events": int(len(y_train)), "background training events": background,
               "validation AUC": round(binary_auc(validation), 3), **_fog_fraction(validation, "score")}
     if method:
@@ -223,30 +221,14 @@ def _train_and_score(profile: Profile, params: dict, config: dict, train: tuple,
     return record
 
 
-def throughput(model, images: np.ndarray, batch_size: int, camera_max: float, repeats: int = 1,
-               train: bool = True) -> dict:
-    """Training (``batch_size``) and inference (``scoring.INFERENCE_BATCH``, as scores are computed)
-    events/s of ``model`` on ``images`` (one epoch each, after a warm-up); camera_max : their range,
-    ADU; train : False times inference only (a fit timed its own epochs: ``training.EpochTimer``)."""
-    out = {}
-    if train:
-        labels = np.arange(len(images)) % int(model.output_shape[-1])
-        if not getattr(model, "compiled", False):  # a network loaded for inference
-            model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=training.CombinedLoss(0.5))
-            training.prebuild_optimizer(model)
-        seq = sequences.EventSequence(images, labels, batch_size, shuffle=True, augment=True, camera_max=camera_max,
-                                     n_classes=int(model.output_shape[-1]))
-        model.fit(seq, epochs=1, verbose=0, shuffle=False)
-        t = time.perf_counter()
-        model.fit(seq, epochs=1, verbose=0, shuffle=False)
-        out["train_events_per_s"] = len(images) / (time.perf_counter() - t)
-    # timed as the scores are computed (scoring.class_logits), whose prediction function the scoring traced already
-    pseq = sequences.EventSequence(images, None, scoring.INFERENCE_BATCH, camera_max=camera_max)
-    scoring.class_logits(model, pseq)
+def inference_rate(model, images: np.ndarray, camera_max: float) -> float:
+    """Inference events/s of ``model`` on ``images`` (camera range ``camera_max``, ADU), scored as
+    the table's scores are (``scoring.class_logits``, ``scoring.INFERENCE_BATCH``), after a warm-up."""
+    x = sequences.EventSequence(images, None, scoring.INFERENCE_BATCH, camera_max=camera_max)
+    scoring.class_logits(model, x)
     t = time.perf_counter()
-    for _ in range(repeats):
-        scoring.class_logits(model, pseq)
-    return {**out, "inference_events_per_s": repeats * len(images) / (time.perf_counter() - t)}
+    scoring.class_logits(model, x)
+    return len(images) / (time.perf_counter() - t)
 
 
 def variant_path(profile: Profile, variant: str):

@@ -117,7 +117,8 @@ def search_objective(profile: Profile, params: dict, replica: int = 0) -> float:
         _SEARCH_DATA[key] = (images, y, camera_max(profile))
     images, y, scale = _SEARCH_DATA[key]
     names = classes(profile)
-    practice = {"classes": names, "class_balance": profile.training["class_balance"], "precision": profile.network.get("precision", "float32")}
+    practice = {"classes": names, "class_balance": profile.training["class_balance"],
+                "precision": profile.network.get("precision", "float32")}
     logs = results.path(profile.name, "logs") / "search" / f"{provenance.digest(params)[:12]}_r{replica}"
     return search.cross_validated_auc({**params, **practice}, images, y, cfg["folds"], cfg["epochs"],
                                       profile.network["width_scale"], profile.network["batch_size"],
@@ -159,8 +160,8 @@ def train_final(profile: Profile, params: dict, verbose: int = 0, seed: int | No
     folder = fit_dir(profile, seed)
     resume_or_restart(folder, fit_stamp(profile, params, seed), "the final fit")
     logs = results.path(profile.name, "logs") / folder.name
-    _, history, members = training.fit({**params, "precision": net.get("precision", "float32")}, train, val, tr["epochs"], folder,
-                                       net["width_scale"], tr["ensemble"], verbose, classes=names,
+    _, history, members = training.fit({**params, "precision": net.get("precision", "float32")}, train, val,
+                                       tr["epochs"], folder, net["width_scale"], tr["ensemble"], verbose, classes=names,
                                        early_stopping=tr["early_stopping"], log_dir=logs, seed=seed)
     return history, members
 
@@ -279,14 +280,16 @@ def reduction_at_reference(table: pd.DataFrame, column: str = "score") -> dict:
     cut = table1.reference_cut(table, column)[0]
     return metrics.reduction_factor(table1.select(table, "fog", "validation")[column], cut)
 
-def seed_spread(profile: Profile, params: dict, cut: float | None = None, verbose: int = 0, executor=None) -> pd.DataFrame:
+def seed_spread(profile: Profile, params: dict, cut: float | None = None, verbose: int = 0,
+                executor=None) -> pd.DataFrame:
     """The final configuration fitted with the profile's seed and each of ``training.seeds``
     (:func:`train_final`, resumable; on ``executor``'s workers at once when given), each ensemble
     cut at the SAME log-odds ``cut`` (default notebook 04's): one :func:`seed_row` per seed."""
     if cut is None:
         cut = json.loads(results.path(profile.name, "newsnet_threshold").read_text())["value"]
     executor = executor or search.SerialExecutor()
-    futures = [executor.submit(seed_row, profile, params, s, float(cut), verbose) for s in (profile.seed, *profile.training["seeds"])]
+    futures = [executor.submit(seed_row, profile, params, s, float(cut), verbose)
+               for s in (profile.seed, *profile.training["seeds"])]
     return pd.DataFrame([f.result() for f in futures])
 
 

@@ -76,9 +76,8 @@ def _notebooks(args) -> int:
     from emulsion_core.app import notebooks
     from emulsion_core.config import profiles
     from emulsion_core.storage import paths
-    profile = profiles.load(args.profile)
-    profile_file = str(Path(profile.path).resolve()) if profile.path else args.profile
-    return notebooks.run(profile, profile_file, args.notebook_dir or paths.NOTEBOOKS, args.only)
+    profile = profiles.load(args.profile)  # its path: the YAML file it was read from
+    return notebooks.run(profile, str(Path(profile.path).resolve()), args.notebook_dir or paths.NOTEBOOKS, args.only)
 
 
 def _report(args) -> int:
@@ -86,10 +85,7 @@ def _report(args) -> int:
     from emulsion_core.app import report
     profile = profiles.load(args.profile)
     durations = dict(d.split("=", 1) for d in args.duration or [])
-    from emulsion_core.storage import paths
-    folder = paths.reports_dir(profile.name)
-    report.render_html([folder / f"{nb}.ipynb" for nb in args.notebooks if (folder / f"{nb}.ipynb").exists()])
-    path = report.write_index(profile, args.notebooks, durations)
+    path = report.publish(profile, args.notebooks, durations)
     print(f"report index: {path}")
     return 0
 

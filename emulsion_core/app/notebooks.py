@@ -46,6 +46,7 @@ def run(profile: Profile, profile_file: str, folder, only: str | None = None, ou
     the parameter ``profile``) from the notebooks of ``folder``; returns the exit status (0: all ran)."""
     import papermill
 
+    from emulsion_core.app import report
     from emulsion_core.storage import paths
     folder = Path(folder).resolve()
     reports = paths.reports_dir(profile.name)
@@ -71,13 +72,13 @@ def run(profile: Profile, profile_file: str, folder, only: str | None = None, ou
             print(f"(executed notebook: {executed}, log: {log})", file=err)
             durations[name] = round(time.monotonic() - t0)
             try:
-                _index(profile, reports, ran + [name], durations)
+                report.publish(profile, ran + [name], durations)
             except Exception as index_error:  # noqa: BLE001  (the notebook's error is the one to report)
                 print(f"(the reports of this run could not be rendered: {index_error})", file=err)
             return 1
         durations[name] = round(time.monotonic() - t0)
         ran.append(name)
-    index = _index(profile, reports, ran, durations)
+    index = report.publish(profile, ran, durations)
     print(f"report index: {index}", file=out)
     return 0
 
@@ -101,10 +102,3 @@ def _output_to(log: Path):
         os.dup2(saved[1], 2)
         for f in (fd, *saved):
             os.close(f)
-
-
-def _index(profile: Profile, reports: Path, names: list, durations: dict) -> Path:
-    """Render the executed notebooks among ``names`` to HTML and write the index page."""
-    from emulsion_core.app import report
-    report.render_html([reports / f"{n}.ipynb" for n in names if (reports / f"{n}.ipynb").exists()])
-    return report.write_index(profile, names, durations)

@@ -89,6 +89,14 @@ def render_html(notebooks) -> list[Path]:
     return written
 
 
+def publish(profile: Profile, notebooks: list, durations: dict | None = None) -> Path:
+    """Render those of ``notebooks`` (names) executed in ``reports/<profile>/`` to HTML and write the
+    index listing them all; returns the index's path."""
+    folder = paths.reports_dir(profile.name)
+    render_html([folder / f"{nb}.ipynb" for nb in notebooks if (folder / f"{nb}.ipynb").exists()])
+    return write_index(profile, notebooks, durations)
+
+
 def _rel(path: Path, start: Path) -> str:
     import os
     return os.path.relpath(path, start)

@@ -69,7 +69,8 @@ def _key(models: list, batch_size: int) -> str:
 
 def choose(models: list, model_paths: list, classes, n_events: int, batch_size: int, cache_dir=None) -> str:
     """The engine (:data:`ENGINES`) to score ``n_events`` with the ensemble ``models`` (the networks
-    of ``model_paths``, loaded)."""
+    of ``model_paths``, loaded and cached by ``predict``, which imports this module: both are passed
+    so that no import cycle forms)."""
     override = os.environ.get(OVERRIDE_ENV, "").lower()
     if override in ENGINES:
         return override
